@@ -1,0 +1,7 @@
+"""Failure types raised by the hami-e2e keywords."""
+
+
+class HamiE2EFailure(AssertionError):
+    """An expected-vs-actual failure; Robot Framework shows only the message, not the class name."""
+
+    ROBOT_SUPPRESS_NAME = True

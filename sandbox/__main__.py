@@ -1,0 +1,70 @@
+"""``python -m sandbox up | down | status | env | build`` — the offline sandbox's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import build, cluster, config, netcheck, tools
+from .errors import SandboxError
+
+
+def _status() -> int:
+    components = cluster.state()
+    if not components:
+        print("sandbox: not running")
+        return 1
+    for item in components:
+        print(f"{item.name:<26} {'running, pid ' + str(item.pid) if item.pid else 'NOT RUNNING'}   log: {item.log}")
+    violations = netcheck.violations([item.pid for item in components if item.pid])
+    print("network: every socket on loopback" if not violations else "network: NOT LOOPBACK-ONLY: " + "; ".join(violations))
+    answering = cluster.api_answers()
+    print(f"API server https://{config.HOST}:{config.PORTS.apiserver}: {'answering' if answering else 'NOT answering'}")
+    print(f"KUBECONFIG={cluster.kubeconfig_path()}")
+    return 0 if answering and not violations and all(item.pid for item in components) else 1
+
+
+def _env() -> int:
+    tools_file = config.run_dir() / "tools.json"
+    print(f"export KUBECONFIG={cluster.kubeconfig_path()}")
+    if tools_file.exists():
+        paths = sorted({str(Path(p).parent) for p in json.loads(tools_file.read_text()).values()})
+        print(f"export PATH={':'.join(paths)}:$PATH")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the sandbox (no-op when it already runs)")
+    up.add_argument("--topology", type=Path, default=config.TOPOLOGY_FILE, help="GPU topology YAML")
+    commands.add_parser("down", help="stop every sandbox process and remove its files (the cache stays)")
+    commands.add_parser("status", help="say what runs; exit 0 only when everything runs and the API answers")
+    commands.add_parser("env", help="print shell exports for KUBECONFIG and the helm/kubectl PATH")
+    commands.add_parser("build", help="build or reuse the cached binaries and tools; print their directory")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            cluster.up(args.topology)
+            return 0
+        if args.command == "down":
+            cluster.down()
+            return 0
+        if args.command == "status":
+            return _status()
+        if args.command == "env":
+            return _env()
+        print(build.ensure_binaries())
+        print(tools.ensure_tools())
+        return 0
+    except SandboxError as error:
+        print(f"sandbox error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""``up``, ``down`` and ``status`` of the whole sandbox."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import build, config, control_plane, processes, tools, topology
+from .errors import SandboxError
+from .pki import Pki
+from .progress import elapsed, say
+
+START_TIMEOUT = 60.0
+NODES_READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    name: str
+    pid: int | None
+    log: Path
+
+
+def kubeconfig_path() -> Path:
+    return config.run_dir() / "kubeconfig"
+
+
+def state() -> list[ComponentState]:
+    """What runs now: every component that has a pid file, with the pid when that process is alive."""
+    run = config.run_dir()
+    names = sorted(p.stem for p in (run / "pids").glob("*.pid")) if (run / "pids").is_dir() else []
+    return [ComponentState(n, processes.running_pid(run, n), run / "logs" / f"{n}.log") for n in names]
+
+
+def is_running() -> bool:
+    current = state()
+    return bool(current) and all(c.pid for c in current) and api_answers()
+
+
+def api_answers() -> bool:
+    try:
+        pki = Pki(config.run_dir() / "pki")
+        return control_plane._get(config.PORTS.apiserver, "/readyz", tls=control_plane.admin_tls(pki))[0] == 200
+    except Exception:  # noqa: BLE001 - any failure means "not answering"
+        return False
+
+
+def up(topology_file: Path = config.TOPOLOGY_FILE) -> Path:
+    """Start the sandbox (a no-op when it already runs); returns the kubeconfig path."""
+    if is_running():
+        say(f"sandbox already running; nothing to do (KUBECONFIG={kubeconfig_path()})")
+        return kubeconfig_path()
+    if state():
+        say("found a stopped or half-started sandbox; cleaning it up first")
+        down(quiet=True)
+    gpu_topology = topology.load(topology_file)
+    bin_dir = build.ensure_binaries()
+    cli_tools = tools.ensure_tools()
+    started = time.monotonic()
+    run = config.run_dir()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        pki = Pki(run / "pki")
+        pki.create()
+        control_plane.write_kubeconfig(kubeconfig_path(), pki)
+        control_plane.scheduler_config(run / "kube-scheduler.yaml", kubeconfig_path())
+        (run / "tools.json").write_text(json.dumps({"helm": str(cli_tools.helm), "kubectl": str(cli_tools.kubectl)}))
+        for component in control_plane.components(bin_dir, run, pki):
+            if component.name == "kwok":
+                _install_kwok_crds()
+            proc = processes.start(component, run)
+            processes.wait_ready(component, proc, run, START_TIMEOUT)
+            say(f"{component.name} ready ({elapsed(time.monotonic() - started)})")
+        _create_nodes(gpu_topology)
+        _wait_for_default_service_account()
+    except BaseException:
+        say("start failed; stopping what was started")
+        down(quiet=True, keep_logs=True)
+        raise
+    say(f"sandbox up in {elapsed(time.monotonic() - started)}: {len(gpu_topology.nodes)} GPU nodes")
+    say(f"export KUBECONFIG={kubeconfig_path()}")
+    return kubeconfig_path()
+
+
+def down(quiet: bool = False, keep_logs: bool = False) -> None:
+    """Stop every process the sandbox started (by pid, newest first) and remove the run directory."""
+    run = config.run_dir()
+    started = time.monotonic()
+    order = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+    names = [c.name for c in state()]
+    for name in sorted(names, key=lambda n: order.index(n) if n in order else -1):
+        processes.stop(run, name)
+    if keep_logs and (run / "logs").is_dir():
+        kept = config.cache_dir() / "last-failed-start-logs"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(run / "logs", kept)
+        say(f"logs of the failed start kept in {kept}")
+    shutil.rmtree(run, ignore_errors=True)
+    if not quiet:
+        say(f"sandbox down in {elapsed(time.monotonic() - started)}")
+
+
+def _client():
+    from kubernetes import client, config as kube_config
+
+    configuration = client.Configuration()
+    kube_config.load_kube_config(config_file=str(kubeconfig_path()), client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def _install_kwok_crds() -> None:
+    """kwok's Logs/ClusterLogs/Exec/ClusterExec CRDs, read from the kwok module in the Go module cache."""
+    from kubernetes import client
+
+    pins = config.pins()
+    bases = config.cache_dir() / "gomod" / "sigs.k8s.io" / f"kwok@{pins.kwok}" / "kustomize" / "crd" / "bases"
+    api = client.ApiextensionsV1Api(_client())
+    names = []
+    for crd in control_plane.KWOK_CRDS:
+        path = bases / f"kwok.x-k8s.io_{crd}.yaml"
+        if not path.exists():
+            raise SandboxError(f"kwok CRD {path} is missing from the Go module cache; run `python -m sandbox build`")
+        body = yaml.safe_load(path.read_text())
+        api.create_custom_resource_definition(body)
+        names.append(body["metadata"]["name"])
+    deadline = time.monotonic() + START_TIMEOUT
+    for name in names:
+        while not any(c.type == "Established" and c.status == "True"
+                      for c in (api.read_custom_resource_definition(name).status.conditions or [])):
+            if time.monotonic() > deadline:
+                raise SandboxError(f"CRD {name} was not established within {START_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+
+
+def _create_nodes(gpu_topology: topology.Topology) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(_client())
+    for node in gpu_topology.nodes:
+        core.create_node(gpu_topology.node_object(node))
+    deadline = time.monotonic() + NODES_READY_TIMEOUT
+    pending = {node.name for node in gpu_topology.nodes}
+    while pending:
+        for item in core.list_node().items:
+            if any(c.type == "Ready" and c.status == "True" for c in item.status.conditions or []):
+                pending.discard(item.metadata.name)
+        if pending and time.monotonic() > deadline:
+            raise SandboxError(f"nodes {sorted(pending)} not Ready within {NODES_READY_TIMEOUT:.0f} s; "
+                               f"see {config.run_dir() / 'logs' / 'kwok.log'}")
+        if pending:
+            time.sleep(0.1)
+
+
+def _wait_for_default_service_account() -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(_client())
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            core.read_namespaced_service_account("default", "default")
+            return
+        except ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise SandboxError("the default service account never appeared; see "
+                                   f"{config.run_dir() / 'logs' / 'kube-controller-manager.log'}") from error
+        time.sleep(0.1)

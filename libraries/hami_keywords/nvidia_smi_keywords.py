@@ -1,0 +1,331 @@
+"""Keywords that read nvidia-smi output (and HAMi-core's log lines in it). They take the output TEXT; fetching it
+from a pod or a host is the job of other components."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from robot.api import logger
+from robotlibcore import keyword
+
+from nvidia_smi import (
+    GpuInfo,
+    NvidiaSmiReport,
+    cuda_version,
+    driver_version,
+    find_oom_events,
+    hami_core_lines,
+    parse_nvidia_smi_report,
+)
+
+from .component import LibraryComponent
+from .errors import HamiE2EFailure
+
+MIB = 1024 * 1024
+
+
+class NvidiaSmiKeywords(LibraryComponent):
+    """Parse and assert on nvidia-smi output: the default table, ``--query-gpu`` CSV (with or without header and
+    units), ``-L`` and ``-q``. HAMi-core log lines mixed into the output are ignored by the parser and can be asserted
+    on with `HAMi-Core OOM Should Be Reported` and `HAMi-Core Log Lines Should Be`."""
+
+    # ------------------------------------------------------------------------------------------------ getters
+    @keyword(tags=("nvidia-smi", "Getter"))
+    def parse_nvidia_smi_output(self, output: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
+        """Parses nvidia-smi ``output`` and returns one dictionary per GPU, in index order.
+
+        Keys: ``index``, ``name``, ``uuid``, ``memory_used_mib``, ``memory_total_mib``, ``memory_free_mib``,
+        ``bus_id`` and ``fields`` (every CSV or ``-q`` field as printed). A key is ``None`` where the format does
+        not carry it (``uuid`` in the default table, memory in ``-L``).
+
+        | =Argument= | =Description= |
+        | ``output`` | nvidia-smi's stdout (stderr merged in is fine: HAMi-core lines are skipped). |
+        | ``fields`` | For ``--format=csv,noheader``: the ``--query-gpu`` fields in order. Default ``index,uuid,name,memory.total,memory.used,memory.free``. |
+
+        The raw output is logged at INFO.
+
+        Example:
+        | ${gpus}=    `Parse Nvidia Smi Output`    ${output}
+        | Should Be Equal As Integers    ${gpus}[0][memory_total_mib]    3000
+        """
+        report = self._parse(output, fields)
+        return [asdict(gpu) for gpu in report.gpus]
+
+    @keyword(tags=("nvidia-smi", "Getter"))
+    def get_gpu_memory_total(self, output: str, gpu: int = 0, fields: list[str] | None = None) -> int:
+        """Returns memory.total in MiB of GPU ``gpu`` (nvidia-smi index) from nvidia-smi ``output``.
+
+        Example:
+        | ${card_mib}=    `Get GPU Memory Total`    ${plain_output}
+        """
+        return self._memory_total(self._gpu(self._parse(output, fields), gpu, output), output)
+
+    @keyword(tags=("nvidia-smi", "Getter"))
+    def get_driver_version(self, output: str) -> str:
+        """Returns the driver version from the table header, ``-q`` or a CSV query with ``driver_version``.
+
+        Example:
+        | ${driver}=    `Get Driver Version`    ${output}
+        """
+        self._log_raw(output)
+        try:
+            return driver_version(output)
+        except ValueError as error:
+            raise HamiE2EFailure(str(error)) from None
+
+    @keyword(tags=("nvidia-smi", "Getter"))
+    def get_cuda_version(self, output: str) -> str:
+        """Returns the CUDA version the driver supports, from the table header or ``-q``.
+
+        Example:
+        | ${cuda}=    `Get CUDA Version`    ${output}
+        """
+        self._log_raw(output)
+        try:
+            return cuda_version(output)
+        except ValueError as error:
+            raise HamiE2EFailure(str(error)) from None
+
+    # --------------------------------------------------------------------------------------------- assertions
+    @keyword(tags=("nvidia-smi", "Assertion"))
+    def gpu_memory_total_should_be(
+        self,
+        output: str,
+        expected_mib: int,
+        gpu: int = 0,
+        expected_from: str = "the HAMi memory limit",
+        fields: list[str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fails unless nvidia-smi ``output`` shows memory.total of GPU ``gpu`` equal to ``expected_mib`` MiB.
+
+        Under HAMi-core memory.total is the limit (``CUDA_DEVICE_MEMORY_LIMIT``, ``nvidia.com/gpumem``), not the
+        card. ``expected_from`` says where the expectation comes from, for the failure message; ``message``
+        replaces the message entirely.
+
+        Example:
+        | `GPU Memory Total Should Be`    ${output}    3000    expected_from=the requested gpumem
+        """
+        info = self._gpu(self._parse(output, fields), gpu, output)
+        actual = self._memory_total(info, output)
+        if actual != expected_mib:
+            raise HamiE2EFailure(
+                message
+                or f"nvidia-smi memory.total of GPU {gpu} was {actual} MiB, expected {expected_mib} MiB "
+                f"({expected_from}): {_memory_hint(actual, expected_mib)}"
+            )
+        logger.info(f"nvidia-smi memory.total of GPU {gpu} is {actual} MiB, as expected ({expected_from}).")
+
+    @keyword(tags=("nvidia-smi", "Assertion"))
+    def gpu_memory_total_should_match_percentage(
+        self,
+        output: str,
+        percentage: int,
+        card_mib: int,
+        gpu: int = 0,
+        fields: list[str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fails unless memory.total of GPU ``gpu`` is ``percentage`` % of a ``card_mib`` MiB card, rounded down as
+        HAMi does (``int(card_mib * percentage / 100)``), as asked with ``nvidia.com/gpumem-percentage``.
+
+        Example:
+        | ${card_mib}=    `Get GPU Memory Total`    ${plain_output}
+        | `GPU Memory Total Should Match Percentage`    ${pod_output}    50    ${card_mib}
+        """
+        expected = int(card_mib * percentage / 100)
+        self.gpu_memory_total_should_be(
+            output,
+            expected,
+            gpu,
+            expected_from=f"{percentage}% of the {card_mib} MiB card, as HAMi rounds it",
+            fields=fields,
+            message=message,
+        )
+
+    @keyword(tags=("nvidia-smi", "Assertion"))
+    def gpu_count_should_be(
+        self, output: str, expected: int, fields: list[str] | None = None, message: str | None = None
+    ) -> None:
+        """Fails unless nvidia-smi ``output`` lists exactly ``expected`` GPUs.
+
+        Example:
+        | `GPU Count Should Be`    ${output}    1
+        """
+        report = self._parse(output, fields)
+        if len(report.gpus) != expected:
+            listed = ", ".join(f"{g.index}: {g.name}" for g in report.gpus)
+            raise HamiE2EFailure(
+                message
+                or f"nvidia-smi listed {len(report.gpus)} GPU(s), expected {expected} (listed: {listed}); "
+                "check how many GPUs were asked for (nvidia.com/gpu) and NVIDIA_VISIBLE_DEVICES"
+            )
+
+    @keyword(tags=("nvidia-smi", "Assertion"))
+    def gpu_model_should_be(
+        self,
+        output: str,
+        expected: str,
+        gpu: int | None = None,
+        fields: list[str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fails unless GPU ``gpu`` (every GPU when not given) has the model name ``expected``, e.g.
+        ``NVIDIA H100 80GB HBM3``. The default table may cut long names; prefer ``-L`` or a CSV query then.
+
+        Example:
+        | `GPU Model Should Be`    ${output}    NVIDIA H100 80GB HBM3
+        """
+        report = self._parse(output, fields)
+        chosen = report.gpus if gpu is None else [self._gpu(report, gpu, output)]
+        wrong = [g for g in chosen if g.name != expected]
+        if wrong:
+            seen = ", ".join(f"GPU {g.index} is {g.name!r}" for g in wrong)
+            raise HamiE2EFailure(
+                message
+                or f"nvidia-smi GPU model: {seen}, expected {expected!r}; check the node's "
+                "hami.io/node-nvidia-register devices and the pod's nvidia.com/use-gputype"
+            )
+
+    @keyword(tags=("nvidia-smi", "Assertion"))
+    def gpu_uuids_should_be(
+        self,
+        output: str,
+        *expected: str,
+        ignore_order: bool = True,
+        fields: list[str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fails unless the GPUs in nvidia-smi ``output`` have exactly the UUIDs ``expected``.
+
+        Needs a format that prints UUIDs: ``-L``, ``-q`` or a CSV query with ``uuid``. With ``ignore_order`` (the
+        default) the order does not matter.
+
+        Example:
+        | `GPU UUIDs Should Be`    ${output}    GPU-6a25c884-e747-4bc5-07d7-72e044d80133
+        """
+        report = self._parse(output, fields)
+        actual = [g.uuid for g in report.gpus]
+        if any(uuid is None for uuid in actual):
+            raise HamiE2EFailure(
+                f"nvidia-smi {report.format} output has no GPU UUIDs; use 'nvidia-smi -L', '-q' or a "
+                "--query-gpu with uuid"
+            )
+        same = sorted(actual) == sorted(expected) if ignore_order else actual == list(expected)
+        if not same:
+            raise HamiE2EFailure(
+                message
+                or f"nvidia-smi GPU UUIDs were {', '.join(map(str, actual))}, expected {', '.join(expected)}; "
+                "compare with the pod's hami.io/vgpu-devices-allocated annotation"
+            )
+
+    @keyword(tags=("HAMi-core", "Assertion"))
+    def hami_core_oom_should_be_reported(
+        self, output: str, limit_mib: int | None = None, device: int = 0, message: str | None = None
+    ) -> None:
+        """Fails unless ``output`` holds HAMi-core's OOM line ``Device <device> OOM <requested bytes> / <limit
+        bytes>`` with a request above the limit and, when ``limit_mib`` is given, that limit.
+
+        HAMi-core prints it at every log level when it refuses an allocation over the limit.
+
+        Example:
+        | `HAMi-Core OOM Should Be Reported`    ${workload_output}    limit_mib=3000
+        """
+        self._log_raw(output)
+        events = find_oom_events(output)
+        if not events:
+            raise HamiE2EFailure(
+                message
+                or f"no HAMi-core OOM line ('Device {device} OOM <requested> / <limit>') in the output: the "
+                "allocation was not refused by HAMi-core (is libvgpu.so preloaded, is a memory limit set?)"
+            )
+        mine = [e for e in events if e.device == device]
+        if not mine:
+            raise HamiE2EFailure(
+                message
+                or f"HAMi-core OOM lines name device(s) {sorted({e.device for e in events})}, expected device "
+                f"{device}: {events[0].line}"
+            )
+        event = mine[0]
+        if limit_mib is not None and event.limit_bytes != limit_mib * MIB:
+            raise HamiE2EFailure(
+                message
+                or f"HAMi-core OOM limit was {event.limit_bytes} bytes ({event.limit_mib:g} MiB), expected "
+                f"{limit_mib * MIB} bytes ({limit_mib} MiB): {event.line}"
+            )
+        if event.requested_bytes <= event.limit_bytes:
+            raise HamiE2EFailure(
+                message
+                or f"HAMi-core OOM line asks for {event.requested_bytes} bytes, not more than the limit "
+                f"{event.limit_bytes}: {event.line}"
+            )
+        logger.info(f"HAMi-core refused the allocation: {event.line}")
+
+    @keyword(tags=("HAMi-core", "Assertion"))
+    def hami_core_log_lines_should_be(
+        self, output: str, level: str, expected_count: int | None = None, minimum: int | None = None
+    ) -> None:
+        """Fails unless ``output`` has the given number of HAMi-core log lines of ``level`` (``Msg``, ``Warn``,
+        ``ERROR``, ``Info``, ``Debug``, or ``any``): exactly ``expected_count``, or at least ``minimum``.
+
+        Example:
+        | `HAMi-Core Log Lines Should Be`    ${output}    Msg    expected_count=0
+        | `HAMi-Core Log Lines Should Be`    ${output}    Debug    minimum=1
+        """
+        self._log_raw(output)
+        lines = hami_core_lines(output, None if level.lower() == "any" else level)
+        if expected_count is None and minimum is None:
+            raise HamiE2EFailure("give expected_count= or minimum= to HAMi-Core Log Lines Should Be")
+        shown = "\n".join(lines[:5]) or "(none)"
+        if expected_count is not None and len(lines) != expected_count:
+            raise HamiE2EFailure(
+                f"output had {len(lines)} HAMi-core {level} line(s), expected {expected_count} "
+                f"(check LIBCUDA_LOG_LEVEL). First lines:\n{shown}"
+            )
+        if minimum is not None and len(lines) < minimum:
+            raise HamiE2EFailure(
+                f"output had {len(lines)} HAMi-core {level} line(s), expected at least {minimum} "
+                f"(check LIBCUDA_LOG_LEVEL and that libvgpu.so is preloaded). First lines:\n{shown}"
+            )
+        logger.info(f"{len(lines)} HAMi-core {level} line(s), as expected.")
+
+    # ---------------------------------------------------------------------------------------------- internals
+    def _parse(self, output: str, fields: list[str] | None) -> NvidiaSmiReport:
+        self._log_raw(output)
+        try:
+            return parse_nvidia_smi_report(output, fields)
+        except ValueError as error:
+            raise HamiE2EFailure(f"nvidia-smi output could not be parsed: {error}") from None
+
+    @staticmethod
+    def _log_raw(output: str) -> None:
+        logger.info(f"nvidia-smi / HAMi-core output:\n{output}")
+
+    @staticmethod
+    def _gpu(report: NvidiaSmiReport, index: int, output: str) -> GpuInfo:
+        for gpu in report.gpus:
+            if gpu.index == index:
+                return gpu
+        raise HamiE2EFailure(
+            f"nvidia-smi shows no GPU {index}; it lists {[g.index for g in report.gpus]} "
+            f"({report.format} output)"
+        )
+
+    @staticmethod
+    def _memory_total(gpu: GpuInfo, output: str) -> int:
+        if gpu.memory_total_mib is None:
+            raise HamiE2EFailure(
+                f"nvidia-smi output has no memory.total for GPU {gpu.index} ('-L' or a query without "
+                "memory.total); use the default table, '-q' or --query-gpu=...,memory.total"
+            )
+        return gpu.memory_total_mib
+
+
+def _memory_hint(actual: int, expected: int) -> str:
+    if actual > expected:
+        return (
+            "HAMi-core limit not applied (is libvgpu.so preloaded, CUDA_DISABLE_CONTROL unset, the limit "
+            "variable set and non-zero?)"
+        )
+    return "a smaller limit than expected (HAMi-core reads '3Gi' as 3 bytes: use m/g suffixes or MiB)"

@@ -9,10 +9,12 @@ changed pin rebuilds and anything else reuses the cache.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +126,7 @@ def ensure_binaries() -> Path:
     with step("downloading Go modules"):
         _run([go, "mod", "download"], "go mod download", log)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    started = time.monotonic()
     try:
         for binary in BINARIES:
             ldflags = "-s -w " + (version_ldflags(pins) if binary.kube_version_flags else "")
@@ -135,13 +138,21 @@ def ensure_binaries() -> Path:
                     log,
                 )
         _check_versions(work, pins)
-        (work / STAMP).write_text(cache_key(go, pins) + "\n")
+        (work / STAMP).write_text(json.dumps({"key": cache_key(go, pins), "seconds": round(time.monotonic() - started, 1)}))
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def last_build_seconds(bin_dir: Path) -> float | None:
+    """How long the build that filled ``bin_dir`` took (module download excluded)."""
+    try:
+        return float(json.loads((bin_dir / STAMP).read_text())["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _check_versions(bin_dir: Path, pins: config.Pins) -> None:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine: the Python venv with the pinned requirements, then the sandbox's binaries and tools
+# (built from the Go module proxy on first use, reused from ~/.cache/hami-e2e afterwards).
+# Usage: tools/setup.sh [--no-sandbox]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "setup: Python >= 3.10 is needed ($python is $("$python" --version 2>&1))" >&2
+  exit 2
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the pinned Python requirements into .venv"
+  "$python" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+if [ "${1:-}" != "--no-sandbox" ]; then
+  .venv/bin/python -m sandbox build >/dev/null
+fi

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Callable
 
 from robot.api import logger
+
+#: Cleanup scopes: ``test`` (end of the current test), ``suite`` (end of the suite that was running when the thing
+#: was created; resolved to ``suite:<full suite name>``) and ``run`` (end of the whole execution).
+SCOPES = ("test", "suite", "run")
 
 
 @dataclass
@@ -16,7 +22,79 @@ class Cleanup:
 
     description: str
     undo: Callable[[], Any]
-    scope: str  # "test" or "suite"
+    scope: str  # "test", "suite:<full suite name>" or "run"
+    keepable: bool = False  # kept for debugging when the test failed and keep_on_failure is on
+
+
+@dataclass
+class CommandResult:
+    """Outcome of an external command (helm, kubectl): exit status and the two output streams, kept apart."""
+
+    command: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def run_command(command: list[str], timeout: float) -> CommandResult:
+    """Run ``command`` without a shell and return its result; never raises for a non-zero exit status."""
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as error:
+        return CommandResult(command, 127, "", f"{command[0]}: not found ({error.strerror})")
+    except subprocess.TimeoutExpired as error:
+        out = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
+        err = error.stderr.decode() if isinstance(error.stderr, bytes) else (error.stderr or "")
+        return CommandResult(command, 124, out, f"{err}\n{command[0]}: timed out after {timeout:.0f} s".strip())
+    return CommandResult(command, completed.returncode, completed.stdout, completed.stderr)
+
+
+@dataclass
+class VendorNames:
+    """Extended resource names and pod annotation keys of one vendor (defaults: NVIDIA, HAMi v2.10)."""
+
+    gpu: str = "nvidia.com/gpu"
+    memory: str = "nvidia.com/gpumem"
+    memory_percentage: str = "nvidia.com/gpumem-percentage"
+    cores: str = "nvidia.com/gpucores"
+    priority: str = "nvidia.com/priority"
+    use_type: str = "nvidia.com/use-gputype"
+    nouse_type: str = "nvidia.com/nouse-gputype"
+    use_uuid: str = "nvidia.com/use-gpuuuid"
+    nouse_uuid: str = "nvidia.com/nouse-gpuuuid"
+    register_annotation: str = "hami.io/node-nvidia-register"
+    allocated_annotation: str = "hami.io/vgpu-devices-allocated"
+
+
+@dataclass
+class WorkloadDefaults:
+    """What every pod the library builds gets unless a keyword argument says otherwise."""
+
+    image: str = "nvcr.io/nvidia/k8s/cuda-sample:vectoradd-cuda12.5.0"
+    command: list[str] = field(default_factory=lambda: ["sleep", "infinity"])
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    image_pull_policy: str = "IfNotPresent"
+    termination_grace_period: int = 0
+
+
+@dataclass
+class HamiTarget:
+    """Where HAMi lives on the target and how its objects are named (chart `hami` defaults)."""
+
+    namespace: str = "hami-system"
+    release: str = "hami"
+    scheduler_name: str = "hami-scheduler"
+    webhook_configuration: str = "hami-webhook"
+    webhook_name: str = "vgpu.hami.io"
+    scheduler_component: str = "hami-scheduler"
+    device_plugin_component: str = "hami-device-plugin"
+    local_log_files: list[str] = field(default_factory=list)
+
+    @property
+    def fullname(self) -> str:
+        """The chart's ``<fullname>``: the release name if it contains ``hami``, else ``<release>-hami``."""
+        return self.release if "hami" in self.release else f"{self.release}-hami"
 
 
 @dataclass
@@ -32,15 +110,34 @@ class Context:
     default_timeout: timedelta = timedelta(seconds=60)
     poll_interval: timedelta = timedelta(milliseconds=200)
     cleanups: list[Cleanup] = field(default_factory=list)
+    helm_binary: str = "helm"
+    keep_on_failure: bool = False
+    hami: HamiTarget = field(default_factory=HamiTarget)
+    vendor: VendorNames = field(default_factory=VendorNames)
+    workload: WorkloadDefaults = field(default_factory=WorkloadDefaults)
+    runner: Callable[[list[str], float], CommandResult] = run_command
+    #: Per-test state, reset by the listener when a test starts.
+    namespace: str | None = None
+    last_pod: str | None = None
+    test_name: str | None = None
+    test_tags: list[str] = field(default_factory=list)
+    diagnostics_collected: bool = False
+    #: Per-run state.
+    suite_name: str | None = None
+    suite_stack: list[str] = field(default_factory=list)
+    suite_started: dict[str, datetime] = field(default_factory=dict)
+    capabilities: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    preflight: tuple[bool, str] | None = None
+
+    # ---------------------------------------------------------------------------------------------- clients
 
     @cached_property
     def api_client(self):  # -> kubernetes.client.ApiClient
         from kubernetes import client, config
 
         cfg = client.Configuration()
-        config.load_kube_config(
-            config_file=self.kubeconfig or None, context=self.kube_context or None, client_configuration=cfg
-        )
+        kubeconfig = os.path.expanduser(self.kubeconfig) if self.kubeconfig else None
+        config.load_kube_config(config_file=kubeconfig, context=self.kube_context or None, client_configuration=cfg)
         return client.ApiClient(cfg)
 
     @cached_property
@@ -61,22 +158,80 @@ class Context:
 
         return client.AdmissionregistrationV1Api(self.api_client)
 
+    @cached_property
+    def discovery(self):  # -> kubernetes.client.DiscoveryV1Api
+        from kubernetes import client
+
+        return client.DiscoveryV1Api(self.api_client)
+
+    @cached_property
+    def version_api(self):  # -> kubernetes.client.VersionApi
+        from kubernetes import client
+
+        return client.VersionApi(self.api_client)
+
     def timeout(self, value: timedelta | None) -> timedelta:
         return self.default_timeout if value is None else value
 
-    def track(self, description: str, undo: Callable[[], Any], scope: str = "test") -> None:
-        """Remember how to remove something a keyword created; `run_cleanups` undoes it in reverse order."""
-        self.cleanups.append(Cleanup(description, undo, scope))
+    def kube_args(self) -> list[str]:
+        """``--kubeconfig``/``--kube-context`` for helm and kubectl, matching the Python client's target."""
+        args = []
+        if self.kubeconfig:
+            args += ["--kubeconfig", os.path.expanduser(self.kubeconfig)]
+        if self.kube_context:
+            args += ["--kube-context", self.kube_context]
+        return args
+
+    # ---------------------------------------------------------------------------------------------- cleanup
+
+    def _resolve_scope(self, scope: str) -> str:
+        if scope == "suite":
+            return f"suite:{self.suite_name or ''}"
+        if scope not in ("test", "run") and not scope.startswith("suite:"):
+            raise ValueError(f"unknown cleanup scope {scope!r}; use one of {', '.join(SCOPES)}")
+        return scope
+
+    def track(self, description: str, undo: Callable[[], Any], scope: str = "test", keepable: bool = False) -> None:
+        """Remember how to remove something a keyword created; `run_cleanups` undoes it in reverse order.
+
+        ``scope`` is ``test``, ``suite`` (the suite running now) or ``run`` (end of the execution). ``keepable``
+        things (namespaces, releases) stay after a failed test when ``keep_on_failure`` is on; the rest (node
+        labels, annotations) is always restored so later tests see the cluster as it was.
+        """
+        self.cleanups.append(Cleanup(description, undo, self._resolve_scope(scope), keepable))
+
+    def untrack(self, description: str) -> None:
+        """Forget cleanups with this description (the keyword already removed the thing itself)."""
+        self.cleanups = [c for c in self.cleanups if c.description != description]
+
+    def pending_cleanups(self, scope: str) -> list[Cleanup]:
+        resolved = self._resolve_scope(scope)
+        return [c for c in self.cleanups if c.scope == resolved]
 
     def run_cleanups(self, scope: str) -> list[str]:
         """Undo everything tracked for ``scope`` (newest first); returns the errors instead of raising them."""
+        resolved = self._resolve_scope(scope)
         errors: list[str] = []
-        keep = [c for c in self.cleanups if c.scope != scope]
-        for item in reversed([c for c in self.cleanups if c.scope == scope]):
+        mine = [c for c in self.cleanups if c.scope == resolved]
+        self.cleanups = [c for c in self.cleanups if c.scope != resolved]
+        for item in reversed(mine):
             try:
                 item.undo()
                 logger.info(f"Cleaned up {item.description}")
             except Exception as error:  # noqa: BLE001 - every cleanup must get its turn
                 errors.append(f"{item.description}: {error}")
-        self.cleanups = keep
         return errors
+
+    def drop_keepable_cleanups(self, scope: str) -> list[str]:
+        """Forget the keepable cleanups of ``scope`` without running them (keep-on-failure); returns them."""
+        resolved = self._resolve_scope(scope)
+        kept = [c.description for c in self.cleanups if c.scope == resolved and c.keepable]
+        self.cleanups = [c for c in self.cleanups if not (c.scope == resolved and c.keepable)]
+        return kept
+
+    def reset_test_state(self, name: str | None = None, tags: list[str] | None = None) -> None:
+        self.namespace = None
+        self.last_pod = None
+        self.test_name = name
+        self.test_tags = list(tags or [])
+        self.diagnostics_collected = False

@@ -1,0 +1,59 @@
+"""Listener (API v3) registered by the HamiLibrary facade: scoped cleanup and diagnostics after failed tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from robot.api import logger
+
+from .context import Context
+from .diagnostics import DiagnosticsKeywords
+from .run_control import finish_test
+
+
+class HamiListener:
+    """Keeps the context's suite/test state current and cleans up by scope, even when a teardown is missing.
+
+    * ``start_suite`` / ``end_suite``: tracks the running suite; at its end undoes what was tracked with scope
+      ``suite`` in it, and at the end of the top suite what was tracked with scope ``run``.
+    * ``start_test``: resets per-test state (namespace, last pod, tags).
+    * ``end_test``: for a failed test whose diagnostics were not collected yet (no `Collect Diagnostics On
+      Failure` in its teardown), collects them; messages logged here stay in log.html under the test (RF 7.2+).
+      Then undoes the test's cleanups (keep-on-failure aware).
+    """
+
+    ROBOT_LISTENER_API_VERSION = 3
+
+    def __init__(self, ctx: Context, diagnostics: DiagnosticsKeywords) -> None:
+        self.ctx = ctx
+        self.diagnostics = diagnostics
+
+    def start_suite(self, data, result) -> None:
+        self.ctx.suite_stack.append(data.full_name)
+        self.ctx.suite_name = data.full_name
+        self.ctx.suite_started[data.full_name] = datetime.now(timezone.utc)
+
+    def end_suite(self, data, result) -> None:
+        for error in self.ctx.run_cleanups(f"suite:{data.full_name}"):
+            logger.warn(f"Suite cleanup failed: {error}")
+        if self.ctx.suite_stack and self.ctx.suite_stack[-1] == data.full_name:
+            self.ctx.suite_stack.pop()
+        self.ctx.suite_name = self.ctx.suite_stack[-1] if self.ctx.suite_stack else None
+        if data.parent is None:
+            self.close()
+
+    def start_test(self, data, result) -> None:
+        self.ctx.reset_test_state(data.name, [str(t) for t in data.tags])
+
+    def end_test(self, data, result) -> None:
+        failed = result.status == "FAIL"
+        if failed and not self.ctx.diagnostics_collected and self.ctx.namespace:
+            try:
+                self.diagnostics.collect_diagnostics()
+            except Exception as error:  # noqa: BLE001 - a listener must never break the run
+                logger.warn(f"Collecting diagnostics failed: {error}")
+        finish_test(self.ctx, failed)
+
+    def close(self) -> None:
+        for error in self.ctx.run_cleanups("run"):
+            logger.warn(f"End-of-run cleanup failed: {error}")

@@ -377,8 +377,18 @@ def test_every_keyword_has_docs_with_an_example(keywords) -> None:
 
     lib = DynamicCore([keywords])
     names = lib.get_keyword_names()
-    assert "parse_nvidia_smi_output" in names
+    assert "Parse Nvidia Smi Output" in names
     for name in names:
         doc = lib.get_keyword_documentation(name)
         assert "Example:" in doc, name
         assert lib.get_keyword_tags(name), name
+
+
+def test_keyword_memory_used_at_least(keywords) -> None:
+    from hami_keywords.errors import HamiE2EFailure
+
+    keywords.gpu_memory_used_should_be_at_least(ours("h100-hami-3000m-holder-table.txt"), 1800)
+    with pytest.raises(HamiE2EFailure, match="memory.used of GPU 0 was 0 MiB, expected at least 1800 MiB"):
+        keywords.gpu_memory_used_should_be_at_least(ours("h100-hami-3000m-q.txt"), 1800)
+    with pytest.raises(HamiE2EFailure, match="no memory.used"):
+        keywords.gpu_memory_used_should_be_at_least(ours("h100-plain-L.txt"), 1)

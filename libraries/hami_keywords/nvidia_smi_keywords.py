@@ -31,7 +31,7 @@ class NvidiaSmiKeywords(LibraryComponent):
     on with `HAMi-Core OOM Should Be Reported` and `HAMi-Core Log Lines Should Be`."""
 
     # ------------------------------------------------------------------------------------------------ getters
-    @keyword(tags=("nvidia-smi", "Getter"))
+    @keyword("Parse Nvidia Smi Output", tags=("nvidia-smi", "Getter"))
     def parse_nvidia_smi_output(self, output: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
         """Parses nvidia-smi ``output`` and returns one dictionary per GPU, in index order.
 
@@ -52,7 +52,7 @@ class NvidiaSmiKeywords(LibraryComponent):
         report = self._parse(output, fields)
         return [asdict(gpu) for gpu in report.gpus]
 
-    @keyword(tags=("nvidia-smi", "Getter"))
+    @keyword("Get GPU Memory Total", tags=("nvidia-smi", "Getter"))
     def get_gpu_memory_total(self, output: str, gpu: int = 0, fields: list[str] | None = None) -> int:
         """Returns memory.total in MiB of GPU ``gpu`` (nvidia-smi index) from nvidia-smi ``output``.
 
@@ -61,7 +61,7 @@ class NvidiaSmiKeywords(LibraryComponent):
         """
         return self._memory_total(self._gpu(self._parse(output, fields), gpu, output), output)
 
-    @keyword(tags=("nvidia-smi", "Getter"))
+    @keyword("Get Driver Version", tags=("nvidia-smi", "Getter"))
     def get_driver_version(self, output: str) -> str:
         """Returns the driver version from the table header, ``-q`` or a CSV query with ``driver_version``.
 
@@ -74,7 +74,7 @@ class NvidiaSmiKeywords(LibraryComponent):
         except ValueError as error:
             raise HamiE2EFailure(str(error)) from None
 
-    @keyword(tags=("nvidia-smi", "Getter"))
+    @keyword("Get CUDA Version", tags=("nvidia-smi", "Getter"))
     def get_cuda_version(self, output: str) -> str:
         """Returns the CUDA version the driver supports, from the table header or ``-q``.
 
@@ -88,7 +88,7 @@ class NvidiaSmiKeywords(LibraryComponent):
             raise HamiE2EFailure(str(error)) from None
 
     # --------------------------------------------------------------------------------------------- assertions
-    @keyword(tags=("nvidia-smi", "Assertion"))
+    @keyword("GPU Memory Total Should Be", tags=("nvidia-smi", "Assertion"))
     def gpu_memory_total_should_be(
         self,
         output: str,
@@ -117,7 +117,39 @@ class NvidiaSmiKeywords(LibraryComponent):
             )
         logger.info(f"nvidia-smi memory.total of GPU {gpu} is {actual} MiB, as expected ({expected_from}).")
 
-    @keyword(tags=("nvidia-smi", "Assertion"))
+    @keyword("GPU Memory Used Should Be At Least", tags=("nvidia-smi", "Assertion"))
+    def gpu_memory_used_should_be_at_least(
+        self,
+        output: str,
+        minimum_mib: int,
+        gpu: int = 0,
+        fields: list[str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fails unless nvidia-smi ``output`` shows memory.used of GPU ``gpu`` of at least ``minimum_mib`` MiB.
+
+        Under HAMi-core memory.used is what the processes sharing the limit (one shared region: one container or
+        pod) have allocated, the CUDA contexts counted in.
+
+        Example:
+        | `GPU Memory Used Should Be At Least`    ${output}    1800
+        """
+        info = self._gpu(self._parse(output, fields), gpu, output)
+        if info.memory_used_mib is None:
+            raise HamiE2EFailure(
+                f"nvidia-smi output has no memory.used for GPU {gpu}; use the default table, '-q' or "
+                "--query-gpu=...,memory.used"
+            )
+        if info.memory_used_mib < minimum_mib:
+            raise HamiE2EFailure(
+                message
+                or f"nvidia-smi memory.used of GPU {gpu} was {info.memory_used_mib} MiB, expected at least "
+                f"{minimum_mib} MiB: memory held by another process under the same limit is not accounted "
+                "(do both share one CUDA_DEVICE_MEMORY_SHARED_CACHE?)"
+            )
+        logger.info(f"nvidia-smi memory.used of GPU {gpu} is {info.memory_used_mib} MiB (at least {minimum_mib}).")
+
+    @keyword("GPU Memory Total Should Match Percentage", tags=("nvidia-smi", "Assertion"))
     def gpu_memory_total_should_match_percentage(
         self,
         output: str,
@@ -144,7 +176,7 @@ class NvidiaSmiKeywords(LibraryComponent):
             message=message,
         )
 
-    @keyword(tags=("nvidia-smi", "Assertion"))
+    @keyword("GPU Count Should Be", tags=("nvidia-smi", "Assertion"))
     def gpu_count_should_be(
         self, output: str, expected: int, fields: list[str] | None = None, message: str | None = None
     ) -> None:
@@ -162,7 +194,7 @@ class NvidiaSmiKeywords(LibraryComponent):
                 "check how many GPUs were asked for (nvidia.com/gpu) and NVIDIA_VISIBLE_DEVICES"
             )
 
-    @keyword(tags=("nvidia-smi", "Assertion"))
+    @keyword("GPU Model Should Be", tags=("nvidia-smi", "Assertion"))
     def gpu_model_should_be(
         self,
         output: str,
@@ -188,7 +220,7 @@ class NvidiaSmiKeywords(LibraryComponent):
                 "hami.io/node-nvidia-register devices and the pod's nvidia.com/use-gputype"
             )
 
-    @keyword(tags=("nvidia-smi", "Assertion"))
+    @keyword("GPU UUIDs Should Be", tags=("nvidia-smi", "Assertion"))
     def gpu_uuids_should_be(
         self,
         output: str,
@@ -220,7 +252,7 @@ class NvidiaSmiKeywords(LibraryComponent):
                 "compare with the pod's hami.io/vgpu-devices-allocated annotation"
             )
 
-    @keyword(tags=("HAMi-core", "Assertion"))
+    @keyword("HAMi-Core OOM Should Be Reported", tags=("HAMi-core", "Assertion"))
     def hami_core_oom_should_be_reported(
         self, output: str, limit_mib: int | None = None, device: int = 0, message: str | None = None
     ) -> None:
@@ -262,7 +294,7 @@ class NvidiaSmiKeywords(LibraryComponent):
             )
         logger.info(f"HAMi-core refused the allocation: {event.line}")
 
-    @keyword(tags=("HAMi-core", "Assertion"))
+    @keyword("HAMi-Core Log Lines Should Be", tags=("HAMi-core", "Assertion"))
     def hami_core_log_lines_should_be(
         self, output: str, level: str, expected_count: int | None = None, minimum: int | None = None
     ) -> None:

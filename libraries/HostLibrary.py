@@ -1,0 +1,29 @@
+"""Facade for the GPU host tier until ``HamiLibrary.py`` gathers every component: nvidia-smi parsing plus running
+processes with HAMi-core's ``libvgpu.so`` preloaded, sharing one `Context`.
+
+Import it by path from a suite: ``Library    ${CURDIR}/../../libraries/HostLibrary.py``. Robot Framework puts this
+folder on ``sys.path`` while importing, so ``hami_keywords`` and ``nvidia_smi`` resolve.
+"""
+
+from __future__ import annotations
+
+from robotlibcore import DynamicCore
+
+from hami_keywords.context import Context
+from hami_keywords.hami_core_host import HamiCoreHostKeywords
+from hami_keywords.nvidia_smi_keywords import NvidiaSmiKeywords
+
+__version__ = "0.1.0"
+
+
+class HostLibrary(DynamicCore):
+    """Keywords of the GPU host tier (``suites/host/``): `Prepare GPU Host`, `Set HAMi-Core Environment`,
+    `Run Nvidia Smi Under HAMi-Core`, the workload keywords, and the nvidia-smi assertions such as
+    `GPU Memory Total Should Be`."""
+
+    ROBOT_LIBRARY_SCOPE = "GLOBAL"
+    ROBOT_LIBRARY_VERSION = __version__
+
+    def __init__(self) -> None:
+        self.ctx = Context()
+        DynamicCore.__init__(self, [NvidiaSmiKeywords(self.ctx), HamiCoreHostKeywords(self.ctx)])

@@ -1,0 +1,14 @@
+*** Settings ***
+Documentation    hami-e2e: end-to-end tests of HAMi (GPU sharing on Kubernetes).
+...
+...              Without options the run targets the offline sandbox (variables/sandbox.yaml), where every test
+...              that needs HAMi or a real GPU is skipped with the reason. For a real cluster:
+...              robot --variablefile variables/cluster.yaml suites/
+...
+...              Tags: smoke, regression, disruptive, slow, needs-hami, needs-real-gpu, multi-gpu, multi-node,
+...              nvidia, feature:<area>, and a stable ID per test (HAMI-E2E-nnn).
+
+Resource         ../resources/target.resource
+
+Suite Setup      Prepare Target And Record Metadata
+Test Timeout     ${TEST_TIMEOUT}

@@ -184,8 +184,9 @@ class DiagnosticsKeywords(LibraryComponent):
             items = self.ctx.core.list_node(label_selector="gpu=on").items
         lines = []
         for node in items:
-            lines.append(f"{node.metadata.name}:")
-            for key, value in hami_annotations(node.metadata.annotations).items():
+            annotations = hami_annotations(node.metadata.annotations)
+            lines.append(f"{node.metadata.name}:" + ("" if annotations else " (no hami.io/* annotations)"))
+            for key, value in annotations.items():
                 lines.append(f"  {key}: {value}")
         return "\n".join(lines) or "(no GPU nodes)"
 
@@ -223,13 +224,15 @@ class DiagnosticsKeywords(LibraryComponent):
         since: datetime | None = None,
         severity: Literal["warn", "fail"] = "warn",
         patterns: list[str] | None = None,
+        local_files: list[str] | None = None,
     ) -> list[str]:
-        """Scans the HAMi component logs (and ``${HAMI_LOCAL_LOG_FILES}``) for panics and klog error lines.
+        """Scans the HAMi component pods' logs (and ``local_files``) for panics and klog error lines.
 
         | =Argument= | =Description= |
-        | ``since`` | Only log lines written since then; default: the start of the current suite. |
+        | ``since`` | Only pod log lines written since then; default: the start of the current suite. |
         | ``severity`` | ``warn`` (default): every hit becomes a warning in the report; ``fail``: the keyword fails. |
         | ``patterns`` | Regular expressions; default ``\\bpanic\\b`` and klog errors ``^E\\d{4} hh:mm:ss``. |
+        | ``local_files`` | HAMi log files on this machine (``${HAMI_LOCAL_LOG_FILES}``, sandbox), read whole. |
 
         Returns the hits as ``<pod>/<container>: <line>``. Unreachable clusters or missing components give a
         warning, not a failure (the scan runs in suite teardowns).
@@ -260,7 +263,7 @@ class DiagnosticsKeywords(LibraryComponent):
                     logger.info(f"Cannot read {pod.metadata.name}/{container.name}: {api_error_text(error)}")
                     continue
                 hits += [f"{pod.metadata.name}/{container.name}: {line}" for line in scan_for_errors(text, expressions)]
-        for path in self.ctx.hami.local_log_files:
+        for path in local_files or []:
             try:
                 text = Path(path).read_text(errors="replace")
             except OSError as error:
@@ -275,8 +278,8 @@ class DiagnosticsKeywords(LibraryComponent):
         if len(hits) > 50:
             logger.warn(f"HAMi log: {len(hits) - 50} more error lines not shown")
         if not hits:
-            logger.info(f"No error lines in the logs of {len(pods)} HAMi pod(s) and "
-                        f"{len(self.ctx.hami.local_log_files)} local file(s).")
+            logger.info(f"No error lines in the logs of {len(pods)} HAMi pod(s) and {len(local_files or [])} "
+                        "local file(s).")
         return hits
 
 

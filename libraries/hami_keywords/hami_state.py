@@ -426,6 +426,15 @@ class HamiStateKeywords(LibraryComponent):
         if actual is None or str(actual) != str(expected):
             raise HamiE2EFailure(f"Node {node} allocatable {name} is {actual!r}, expected {expected}.")
 
+    @keyword("Node Should Advertise Split GPU Slots", tags=("Node", "HAMi", "Assertion"))
+    def node_should_advertise_vgpu_slots(self, node: str, gpus: int, split_count: int) -> None:
+        """Fails unless ``node``'s allocatable GPU resource is ``gpus`` × ``split_count`` (HAMi's vGPU slots).
+
+        Example:
+        | `Node Should Advertise Split GPU Slots`    gpu-node-0    ${GPUS_PER_NODE}    ${DEVICE_SPLIT_COUNT}
+        """
+        self.node_allocatable_should_be(node, "gpu", gpus * split_count)
+
     @keyword("Get GPU Memory For Percentage", tags=("HAMi",))
     def get_gpu_memory_for_percentage(self, percentage: int, card_mib: int) -> int:
         """Returns the MiB HAMi grants for ``nvidia.com/gpumem-percentage`` ``percentage`` on a ``card_mib`` card.
@@ -436,6 +445,15 @@ class HamiStateKeywords(LibraryComponent):
         | ${mib} =    `Get GPU Memory For Percentage`    25    ${GPU_MEMORY_MIB}
         """
         return card_mib * percentage // 100
+
+    @keyword("Get GPU Count Above Node Capacity", tags=("HAMi", "Node"))
+    def get_gpu_count_above_node_capacity(self, gpus_per_node: int) -> int:
+        """Returns ``gpus_per_node`` + 1: a ``nvidia.com/gpu`` request no node can satisfy (``NodeInsufficientDevice``).
+
+        Example:
+        | ${too_many} =    `Get GPU Count Above Node Capacity`    ${GPUS_PER_NODE}
+        """
+        return gpus_per_node + 1
 
     @keyword("Get GPU UUIDs Of Node", tags=("HAMi", "Node"))
     def get_gpu_uuids_of_node(self, node: str) -> list[str]:
@@ -818,6 +836,101 @@ class HamiStateKeywords(LibraryComponent):
             self.ctx.timeout(timeout),
             lambda: f"Last value: {last['value']}, expected {float(expected):g}.",
             f"{name}{_labels(labels)} == {float(expected):g} at {url}",
+            interval=timedelta(seconds=2),
+        )
+
+
+    # ============================================================================================ HAMi metrics
+
+    @keyword("Scheduler Metrics Should Show Pod Allocation", tags=("Metrics", "HAMi", "Assertion", "Wait"))
+    def scheduler_metrics_should_show_pod_allocation(
+        self,
+        url: str,
+        pod: str | None = None,
+        gpumem: int | None = None,
+        gpucores: int | None = None,
+        namespace: str | None = None,
+        timeout: timedelta | None = None,
+    ) -> None:
+        """Waits until the scheduler's per-container series for the pod match its allocation.
+
+        ``hami_vgpu_memory_allocated_bytes`` must sum to ``gpumem`` × 1048576 and ``hami_vgpu_core_allocated_ratio``
+        to ``gpucores`` over the pod's series (labels ``namespace``, ``pod``, plus ``node``, ``container_index``,
+        ``device_uuid``). The node label must equal the pod's node and the UUIDs its allocated GPUs.
+
+        Example:
+        | `Scheduler Metrics Should Show Pod Allocation`    ${SCHEDULER_METRICS_URL}    small    gpumem=3000    gpucores=30
+        """
+        pod_name, ns = self.pod_name(pod), self.namespace(namespace)
+        node = self.read_pod(pod_name, ns).spec.node_name
+        uuids = set(self.get_allocated_gpu_uuids(pod_name, ns))
+        labels = {"namespace": ns, "pod": pod_name}
+        wanted = [("hami_vgpu_memory_allocated_bytes", gpumem * 1048576 if gpumem is not None else None),
+                  ("hami_vgpu_core_allocated_ratio", gpucores)]
+        last: dict[str, str] = {"seen": ""}
+
+        def attempt():
+            samples = self._fetch_metrics(url)
+            problems = []
+            for name, expected in wanted:
+                found = find_samples(samples, name, labels)
+                if not found:
+                    problems.append(f"no {name}{_labels(labels)}")
+                    continue
+                total = sum(s.value for s in found)
+                if expected is not None and total != float(expected):
+                    problems.append(f"{name} sums to {total:g}, expected {float(expected):g}")
+                for sample in found:
+                    if sample.labels.get("node") != node or sample.labels.get("device_uuid") not in uuids:
+                        problems.append(f"{sample} does not match node {node} / GPUs {', '.join(sorted(uuids))}")
+            last["seen"] = "; ".join(problems)
+            return True if not problems else None
+
+        self.poll(
+            attempt,
+            self.ctx.timeout(timeout),
+            lambda: f"Last reading: {last['seen']}.",
+            f"Scheduler metrics for pod {ns}/{pod_name}",
+            interval=timedelta(seconds=2),
+        )
+
+    @keyword("Scheduler Metrics Should Show GPU Limits Of Node", tags=("Metrics", "HAMi", "Assertion", "Wait"))
+    def scheduler_metrics_should_show_gpu_limits_of_node(
+        self, url: str, node: str, timeout: timedelta | None = None
+    ) -> None:
+        """Waits until every GPU registered on ``node`` has ``hami_gpu_memory_limit_bytes`` = devmem × 1048576 and
+        ``hami_gpu_core_limit_ratio`` = devcore, with labels ``node`` and ``device_uuid``.
+
+        Example:
+        | `Scheduler Metrics Should Show GPU Limits Of Node`    ${SCHEDULER_METRICS_URL}    gpu-node-0
+        """
+        devices = self.get_node_registration(node)
+        if not devices:
+            raise HamiE2EFailure(f"Node {node} has no registered GPU to compare the metrics with.")
+        last: dict[str, str] = {"seen": ""}
+
+        def attempt():
+            samples = self._fetch_metrics(url)
+            problems = []
+            for device in devices:
+                labels = {"node": node, "device_uuid": device.id}
+                for name, expected in (
+                    ("hami_gpu_memory_limit_bytes", device.devmem * 1048576),
+                    ("hami_gpu_core_limit_ratio", device.devcore),
+                ):
+                    found = find_samples(samples, name, labels)
+                    if not found:
+                        problems.append(f"no {name}{_labels(labels)}")
+                    elif found[0].value != float(expected):
+                        problems.append(f"{found[0]}, expected {float(expected):g}")
+            last["seen"] = "; ".join(problems)
+            return True if not problems else None
+
+        self.poll(
+            attempt,
+            self.ctx.timeout(timeout),
+            lambda: f"Last reading: {last['seen']}.",
+            f"GPU limit metrics of node {node}",
             interval=timedelta(seconds=2),
         )
 

@@ -43,6 +43,26 @@ class RunControlKeywords(LibraryComponent):
         """
         self.ctx.capabilities[tag] = (bool(available), reason or f"the target lacks {tag}")
 
+    @keyword("Declare GPU Inventory", tags=("Target",))
+    def declare_gpu_inventory(self, gpu_nodes: list[str], gpus_per_node: int) -> None:
+        """Declares the ``multi-node`` and ``multi-gpu`` capabilities from the expected GPU inventory.
+
+        Tests tagged ``multi-node`` skip with fewer than two GPU nodes, ``multi-gpu`` with fewer than two GPUs per
+        node, and the skip message says what the target has.
+
+        Example:
+        | `Declare GPU Inventory`    ${GPU_NODES}    ${GPUS_PER_NODE}
+        """
+        nodes = len(gpu_nodes)
+        self.set_target_capability(
+            "multi-node", nodes >= 2, f"needs at least 2 GPU nodes; the target has {nodes} (GPU_NODES)"
+        )
+        self.set_target_capability(
+            "multi-gpu",
+            gpus_per_node >= 2,
+            f"needs at least 2 GPUs on one node; the target has {gpus_per_node} per node (GPUS_PER_NODE)",
+        )
+
     @keyword(tags=("Target",))
     def skip_test_if_target_lacks_capabilities(self) -> None:
         """Skips the current test if one of its tags names a capability declared unavailable.

@@ -643,7 +643,7 @@ class WorkloadKeywords(LibraryComponent):
             self.ctx.core.list_namespaced_event,
             condition,
             self.ctx.timeout(timeout),
-            f"{wanted.capitalize()} on pod {ns}/{pod_name}",
+            f"{wanted[0].upper()}{wanted[1:]} on pod {ns}/{pod_name}",
             describe,
             namespace=ns,
             field_selector=selector,
@@ -704,7 +704,8 @@ class WorkloadKeywords(LibraryComponent):
         Example:
         | @{pods} =    `Get Pod Names`
         """
-        items = self.ctx.core.list_namespaced_pod(self.namespace(namespace)).items
+        ns = self.namespace(namespace)
+        items = self.ctx.core.list_namespaced_pod(ns).items
         return sorted(p.metadata.name for p in items)
 
     # ============================================================================================ exec, logs

@@ -228,7 +228,7 @@ class Sample:
 
     def __str__(self) -> str:
         inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
-        return f"{self.name}{{{inner}}} {self.value:g}"
+        return f"{self.name}{{{inner}}} {self.value:.15g}"
 
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

@@ -40,8 +40,10 @@ def pod(
     node: str | None = None,
     scheduler: str | None = None,
     containers: list[dict[str, Any]] | None = None,
+    namespace: str = "ns",
 ) -> Any:
     data = raw(fixture)
+    data["metadata"]["namespace"] = namespace
     if name:
         data["metadata"]["name"] = name
         data["metadata"]["uid"] = f"uid-{name}"

@@ -209,7 +209,7 @@ class LibraryComponent:
 
 
 def _key(obj: Any) -> str:
-    metadata = obj.metadata if hasattr(obj, "metadata") else obj.get("metadata", {})
+    metadata = obj.get("metadata", {}) if isinstance(obj, dict) else getattr(obj, "metadata", None)
     if isinstance(metadata, dict):
         return metadata.get("uid") or f"{metadata.get('namespace')}/{metadata.get('name')}"
-    return metadata.uid or f"{metadata.namespace}/{metadata.name}"
+    return getattr(metadata, "uid", None) or f"{getattr(metadata, 'namespace', None)}/{getattr(metadata, 'name', None)}"

@@ -427,7 +427,7 @@ class HamiStateKeywords(LibraryComponent):
             raise HamiE2EFailure(f"Node {node} allocatable {name} is {actual!r}, expected {expected}.")
 
     @keyword("Node Should Advertise Split GPU Slots", tags=("Node", "HAMi", "Assertion"))
-    def node_should_advertise_vgpu_slots(self, node: str, gpus: int, split_count: int) -> None:
+    def node_should_advertise_split_gpu_slots(self, node: str, gpus: int, split_count: int) -> None:
         """Fails unless ``node``'s allocatable GPU resource is ``gpus`` × ``split_count`` (HAMi's vGPU slots).
 
         Example:
@@ -790,7 +790,7 @@ class HamiStateKeywords(LibraryComponent):
             f"Series {name}{_labels(labels)} at {url}",
             interval=timedelta(seconds=2),
         )
-        logger.info(f"{name}{_labels(labels)} = {value:g}")
+        logger.info(f"{name}{_labels(labels)} = {value:.15g}")
         return value
 
     @keyword(tags=("Metrics", "HAMi", "Assertion", "Wait"))
@@ -834,8 +834,8 @@ class HamiStateKeywords(LibraryComponent):
         self.poll(
             attempt,
             self.ctx.timeout(timeout),
-            lambda: f"Last value: {last['value']}, expected {float(expected):g}.",
-            f"{name}{_labels(labels)} == {float(expected):g} at {url}",
+            lambda: f"Last value: {last['value']}, expected {float(expected):.15g}.",
+            f"{name}{_labels(labels)} == {float(expected):.15g} at {url}",
             interval=timedelta(seconds=2),
         )
 
@@ -879,7 +879,7 @@ class HamiStateKeywords(LibraryComponent):
                     continue
                 total = sum(s.value for s in found)
                 if expected is not None and total != float(expected):
-                    problems.append(f"{name} sums to {total:g}, expected {float(expected):g}")
+                    problems.append(f"{name} sums to {total:.15g}, expected {float(expected):.15g}")
                 for sample in found:
                     if sample.labels.get("node") != node or sample.labels.get("device_uuid") not in uuids:
                         problems.append(f"{sample} does not match node {node} / GPUs {', '.join(sorted(uuids))}")
@@ -922,7 +922,7 @@ class HamiStateKeywords(LibraryComponent):
                     if not found:
                         problems.append(f"no {name}{_labels(labels)}")
                     elif found[0].value != float(expected):
-                        problems.append(f"{found[0]}, expected {float(expected):g}")
+                        problems.append(f"{found[0]}, expected {float(expected):.15g}")
             last["seen"] = "; ".join(problems)
             return True if not problems else None
 

@@ -70,3 +70,18 @@ Helm Rollback Keeps Running GPU Pods
     Running Pod Should Be Untouched    steady    gpumem=2000    gpucores=20
     Start GPU Pod    after    gpumem=1000    gpucores=10
     GPU Pod Should Be Placed By HAMi    after
+
+Upgrade From The Previous Release Keeps Its Workloads
+    [Documentation]    HAMi is moved to the previous release (HAMI_PREVIOUS_CHART_VERSION), a GPU pod starts under it,
+    ...    then the release is upgraded to HAMI_CHART_VERSION: the pod keeps running with its allocation, the nodes
+    ...    register again and new GPU pods are scheduled by the new release.
+    [Tags]    HAMI-E2E-605    feature:upgrade
+    Skip Unless A Previous Chart Version Is Given
+    Move HAMi To Chart Version    ${HAMI_PREVIOUS_CHART_VERSION}
+    Start GPU Pod    legacy    gpumem=2000    gpucores=20
+    Move HAMi To Chart Version    ${HAMI_CHART_VERSION}
+    HAMi Release Chart Version Should Be    ${HAMI_CHART_VERSION}
+    Running Pod Should Be Untouched    legacy    gpumem=2000    gpucores=20
+    Every GPU Node Should Be Registered
+    Start GPU Pod    fresh    gpumem=1000    gpucores=10
+    GPU Pod Should Be Placed By HAMi    fresh

@@ -159,6 +159,7 @@ class LibraryComponent:
         """
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         deadline = time.monotonic() + timeout.total_seconds()
         objects: dict[str, Any] = {}
@@ -199,7 +200,7 @@ class LibraryComponent:
                 if error.status != 410 and error.status not in TRANSIENT_STATUS:
                     raise
                 logger.debug(f"{what}: watch restarted after HTTP {error.status} {error.reason}")
-            except (OSError, ValueError) as error:  # connection reset, truncated stream: list again
+            except (OSError, ValueError, HTTPError) as error:  # connection reset, truncated stream: list again
                 logger.debug(f"{what}: watch restarted after {type(error).__name__}: {error}")
             if time.monotonic() >= deadline:
                 raise HamiE2EFailure(

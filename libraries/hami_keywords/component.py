@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
-from hami_annotations import sort_events
+from hami_annotations import format_event, sort_events
 from robot.api import logger
 
 from .context import Context
@@ -94,6 +94,30 @@ class LibraryComponent:
         """Core/v1 events about one pod, oldest first."""
         selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
         return sort_events(self.ctx.core.list_namespaced_event(namespace, field_selector=selector).items)
+
+    def wait_for_pod_event(
+        self, pod: str, namespace: str, reason: str, message: str | None, timeout: timedelta | None
+    ) -> str:
+        """Watches the pod's events until one has ``reason`` and a message matching ``message``; returns it."""
+
+        def condition(events: list[Any]):
+            for event in events:
+                if event.reason == reason and (message is None or text_matches(message, event.message or "")):
+                    return event.message or ""
+            return None
+
+        def describe(events: list[Any]) -> str:
+            return "Events seen: " + ("; ".join(format_event(e) for e in sort_events(events)[-8:]) or "none") + "."
+
+        return self.watch_until(
+            self.ctx.core.list_namespaced_event,
+            condition,
+            self.ctx.timeout(timeout),
+            f"Event {reason}" + (f" with message {message!r}" if message else "") + f" on pod {namespace}/{pod}",
+            describe,
+            namespace=namespace,
+            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+        )
 
     def read_pod(self, name: str, namespace: str) -> Any:
         """The pod, or a failure that names it when it does not exist."""

@@ -173,6 +173,13 @@ class Context:
     def timeout(self, value: timedelta | None) -> timedelta:
         return self.default_timeout if value is None else value
 
+    def helm_status_text(self) -> str:
+        """``helm status`` of the HAMi release (or helm's error), for failure messages and diagnostics."""
+        command = [self.helm_binary, "status", self.hami.release, "-n", self.hami.namespace, *self.kube_args()]
+        result = self.runner(command, 60)
+        text = result.stdout if result.rc == 0 else f"rc={result.rc}: {result.stderr}"
+        return text.strip() or f"(rc={result.rc}, no output)"
+
     def kube_args(self) -> list[str]:
         """``--kubeconfig``/``--kube-context`` for helm and kubectl, matching the Python client's target."""
         args = []

@@ -112,7 +112,7 @@ class DiagnosticsKeywords(LibraryComponent):
         for path in self.ctx.hami.local_log_files:
             self._section(f"Local log {path} (last {tail_lines} lines)", lambda path=path: _tail_file(path, tail_lines))
         self._section("HAMi annotations of nodes", lambda: self._node_annotations_text(nodes))
-        self._section("helm status", self._helm_status)
+        self._section("helm status", self.ctx.helm_status_text)
 
     def _safe(self, read, default):
         try:
@@ -189,11 +189,6 @@ class DiagnosticsKeywords(LibraryComponent):
             for key, value in annotations.items():
                 lines.append(f"  {key}: {value}")
         return "\n".join(lines) or "(no GPU nodes)"
-
-    def _helm_status(self) -> str:
-        command = [self.ctx.helm_binary, "status", self.ctx.hami.release, "-n", self.ctx.hami.namespace]
-        result = self.ctx.runner(command + self.ctx.kube_args(), 60)
-        return (result.stdout if result.rc == 0 else f"rc={result.rc}: {result.stderr}").strip()
 
     # ============================================================================================ single parts
 

@@ -21,7 +21,6 @@ from hami_annotations import (
     parse_node_lock,
     parse_node_register,
     parse_prometheus_text,
-    sort_events,
 )
 from robot.api import logger
 from robot.api.deco import keyword
@@ -319,26 +318,7 @@ class HamiStateKeywords(LibraryComponent):
         Example:
         | `Pod Should Have Event`    small    BindingSucceed    Successfully binding node [${node}]
         """
-        pod_name, ns = self.pod_name(pod), self.namespace(namespace)
-
-        def condition(events: list[Any]):
-            for event in events:
-                if event.reason == reason and (message is None or text_matches(message, event.message or "")):
-                    return event.message or ""
-            return None
-
-        def describe(events: list[Any]) -> str:
-            return "Events seen: " + ("; ".join(format_event(e) for e in sort_events(events)) or "none") + "."
-
-        return self.watch_until(
-            self.ctx.core.list_namespaced_event,
-            condition,
-            self.ctx.timeout(timeout),
-            f"Event {reason}" + (f" with {message!r}" if message else "") + f" on pod {ns}/{pod_name}",
-            describe,
-            namespace=ns,
-            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod_name}",
-        )
+        return self.wait_for_pod_event(self.pod_name(pod), self.namespace(namespace), reason, message, timeout)
 
     @keyword(tags=("HAMi", "Pod", "Assertion"))
     def pod_should_not_have_event(

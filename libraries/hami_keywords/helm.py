@@ -58,13 +58,8 @@ class HelmKeywords(LibraryComponent):
         parts = [headline + "."]
         if result is not None:
             parts.append(f"helm stderr: {result.stderr.strip() or '(empty)'}")
-        parts.append("helm status: " + self._status_text())
+        parts.append("helm status: " + self.ctx.helm_status_text())
         return HelmFailure("\n".join(parts))
-
-    def _status_text(self) -> str:
-        command = [self.ctx.helm_binary, "status", self.ctx.hami.release, "-n", self.ctx.hami.namespace]
-        result = self.ctx.runner(command + self.ctx.kube_args(), 60)
-        return (result.stdout if result.rc == 0 else result.stderr).strip() or f"(rc={result.rc}, no output)"
 
     def _release_record(self, release: str, namespace: str) -> dict[str, Any] | None:
         result = self._helm(["list", "-n", namespace, "--all", "--filter", f"^{release}$", "-o", "json"])

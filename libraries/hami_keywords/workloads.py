@@ -8,7 +8,7 @@ import random
 import re
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
@@ -20,7 +20,7 @@ from nvidia_smi import find_oom_events
 from robot.api import logger
 from robot.api.deco import keyword
 
-from .component import LibraryComponent, api_error_text, human, text_matches
+from .component import LibraryComponent, api_error_text, human
 from .context import VendorNames
 from .errors import HamiE2EFailure
 
@@ -65,7 +65,6 @@ class _ContainerRequest:
     gpumem_percentage: int | None = None
     gpucores: int | None = None
     priority: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def limits(self, names: VendorNames) -> dict[str, str]:
         pairs = [
@@ -75,9 +74,7 @@ class _ContainerRequest:
             (names.cores, self.gpucores),
             (names.priority, self.priority),
         ]
-        limits = {name: str(value) for name, value in pairs if value is not None}
-        limits.update({k: str(v) for k, v in self.extra.items()})
-        return limits
+        return {name: str(value) for name, value in pairs if value is not None}
 
 
 def _csv(value: str | list[str] | None) -> str | None:
@@ -626,32 +623,11 @@ class WorkloadKeywords(LibraryComponent):
         | `Wait For Pod Pending With Reason`    greedy    FilteringFailed    CardInsufficientMemory
         """
         pod_name, ns = self.pod_name(name), self.namespace(namespace)
-        selector = f"involvedObject.kind=Pod,involvedObject.name={pod_name}"
-        wanted = f"event {reason}" + (f" with message {message!r}" if message else "")
-
-        def condition(events: list[Any]):
-            for event in events:
-                if event.reason == reason and (message is None or text_matches(message, event.message or "")):
-                    return event.message or ""
-            return None
-
-        def describe(events: list[Any]) -> str:
-            seen = "; ".join(format_event(e) for e in events[-8:]) or "none"
-            return f"Events seen: {seen}."
-
-        found = self.watch_until(
-            self.ctx.core.list_namespaced_event,
-            condition,
-            self.ctx.timeout(timeout),
-            f"{wanted[0].upper()}{wanted[1:]} on pod {ns}/{pod_name}",
-            describe,
-            namespace=ns,
-            field_selector=selector,
-        )
+        found = self.wait_for_pod_event(pod_name, ns, reason, message, timeout)
         pod = self.read_pod(pod_name, ns)
         if pod.status.phase != "Pending" or pod.spec.node_name:
             raise HamiE2EFailure(
-                f"Pod {ns}/{pod_name} got {wanted} but is not Pending and unbound. {describe_pod(pod)}"
+                f"Pod {ns}/{pod_name} got event {reason} ({found}) but is not Pending and unbound. {describe_pod(pod)}"
             )
         logger.info(f"Pod {ns}/{pod_name} is Pending: {reason}: {found}")
         return found

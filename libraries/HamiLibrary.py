@@ -19,6 +19,7 @@ from hami_keywords.helm import HelmKeywords  # noqa: E402
 from hami_keywords.listener import HamiListener  # noqa: E402
 from hami_keywords.nvidia_smi_keywords import NvidiaSmiKeywords  # noqa: E402
 from hami_keywords.run_control import RunControlKeywords  # noqa: E402
+from hami_keywords.target import TargetKeywords  # noqa: E402
 from hami_keywords.workloads import WorkloadKeywords  # noqa: E402
 
 __version__ = "0.1.0"
@@ -129,9 +130,8 @@ class HamiLibrary(DynamicCore):
             HelmKeywords(self.ctx),
             diagnostics,
             RunControlKeywords(self.ctx),
-            # Components written by other engineers of hami-e2e:
-            NvidiaSmiKeywords(self.ctx),  # libraries/hami_keywords/nvidia_smi_keywords.py (GPU host tier)
-            # TargetKeywords(self.ctx) — the lead adds the target component here.
+            NvidiaSmiKeywords(self.ctx),
+            TargetKeywords(self.ctx),
         ]
         super().__init__(components)
         self.ROBOT_LIBRARY_LISTENER = HamiListener(self.ctx, diagnostics)

@@ -76,6 +76,7 @@ def up(topology_file: Path = config.TOPOLOGY_FILE) -> Path:
             proc = processes.start(component, run)
             processes.wait_ready(component, proc, run, START_TIMEOUT)
             say(f"{component.name} ready ({elapsed(time.monotonic() - started)})")
+        _install_default_pod_logs(run)
         _create_nodes(gpu_topology)
         _wait_for_default_service_account()
     except BaseException:
@@ -135,6 +136,24 @@ def _install_kwok_crds() -> None:
             if time.monotonic() > deadline:
                 raise SandboxError(f"CRD {name} was not established within {START_TIMEOUT:.0f} s")
             time.sleep(0.1)
+
+
+def _install_default_pod_logs(run: Path) -> None:
+    """A catch-all kwok ClusterLogs: any pod without its own Logs object shows one line saying it is simulated."""
+    from datetime import datetime, timezone
+
+    from kubernetes import client
+
+    log_file = run / "podlogs" / "simulated-container.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    log_file.write_text(f"{stamp} stdout F [hami-e2e sandbox] kwok simulates this container: no process ran, "
+                        "so it wrote no output\n")
+    client.CustomObjectsApi(_client()).create_cluster_custom_object(
+        "kwok.x-k8s.io", "v1alpha1", "clusterlogs",
+        {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "simulated-containers"},
+         "spec": {"logs": [{"logsFile": str(log_file)}]}},
+    )
 
 
 def _create_nodes(gpu_topology: topology.Topology) -> None:

@@ -131,7 +131,7 @@ def _common_args(record: dict) -> list[str]:
     record cluster, HAMi and driver versions)."""
     args = ["--pythonpath", str(LIBRARIES_DIR)]
     if record.get("suite_commit"):
-        args += ["--metadata", f"Suite Commit:{record['suite_commit']}"]
+        args += ["--metadata", f"Suite revision:{record['suite_commit']}"]
     return args
 
 

@@ -1,0 +1,116 @@
+"""Which system the run tests (the offline sandbox or a real cluster) and what the report records about it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from robot.api import logger
+from robot.api.deco import keyword
+from robot.libraries.BuiltIn import BuiltIn
+
+from .component import LibraryComponent
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class TargetKeywords(LibraryComponent):
+    """Keywords that prepare the target and write its description into the report's metadata."""
+
+    @keyword(tags=("Target",))
+    def prepare_target(self, target: str = "sandbox") -> None:
+        """Make the target usable and point the library at it.
+
+        | =Argument= | =Description= |
+        | ``target`` | ``sandbox`` (default): start the offline sandbox unless it runs already (``python -m sandbox up``: on first use it builds its binaries, for several minutes, and says so on the console), then use its kubeconfig and helm. ``cluster``: keep the kubeconfig and context given to the library. |
+
+        Fails with the sandbox's own error sentence when it cannot start. Use `Cluster Should Be Reachable`
+        afterwards to check the API server answers.
+
+        Example:
+        | `Prepare Target` | ${TARGET} |
+        """
+        if target == "sandbox":
+            self._start_sandbox()
+        elif target != "cluster":
+            raise self.fail(f"unknown target {target!r}: use 'sandbox' or 'cluster' (variable TARGET)")
+        for cached in ("api_client", "core", "apps", "admission", "discovery", "version_api"):
+            self.ctx.__dict__.pop(cached, None)
+
+    def _start_sandbox(self) -> None:
+        logger.console("Starting the offline sandbox (python -m sandbox up) ...")
+        result = subprocess.run([sys.executable, "-m", "sandbox", "up"], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        logger.info(result.stdout)
+        if result.returncode != 0:
+            raise self.fail(f"the sandbox did not start:\n{result.stdout.strip()}")
+        sys.path.insert(0, str(REPO))
+        from sandbox import cluster, config  # the sandbox package lives at the repository root
+
+        self.ctx.kubeconfig = str(cluster.kubeconfig_path())
+        self.ctx.kube_context = None
+        self.ctx.helm_binary = json.loads((config.run_dir() / "tools.json").read_text())["helm"]
+
+    @keyword(tags=("Target",))
+    def record_run_metadata(self, target: str, hami_chart_version: str = "", driver_version: str = "",
+                            cuda_version: str = "") -> dict[str, str]:
+        """Write what was tested into the top-level suite's metadata (report.html shows it) and return it.
+
+        Records: ``Target``, ``Kubernetes`` (server version), ``HAMi`` (the installed release's chart version, or
+        why there is none), ``GPU models`` (per node, from node labels), ``Driver`` and ``CUDA`` (when given: they
+        are not visible from the API), and ``Suite revision`` (git commit of this suite, ``+dirty`` when changed).
+
+        Example:
+        | `Record Run Metadata` | ${TARGET} | ${HAMI_CHART_VERSION} | ${GPU_DRIVER_VERSION} | ${CUDA_VERSION} |
+        """
+        metadata = {
+            "Target": self._describe_target(target),
+            "Kubernetes": self.ctx.version_api.get_code().git_version,
+            "HAMi": self._hami_release(hami_chart_version),
+            "GPU models": self._gpu_models(),
+            "Driver": driver_version or "unknown (not visible without a GPU node's nvidia-smi)",
+            "CUDA": cuda_version or "unknown (not visible without a GPU node's nvidia-smi)",
+            "Suite revision": _git_revision(),
+        }
+        builtin = BuiltIn()
+        for name, value in metadata.items():
+            builtin.set_suite_metadata(name, value, top=True)
+        return metadata
+
+    def _describe_target(self, target: str) -> str:
+        if target == "sandbox":
+            return ("sandbox (offline: real kube-apiserver/etcd/scheduler, kwok-simulated GPU nodes; "
+                    "no real GPU, no real HAMi)")
+        return f"cluster (kubeconfig context {self.ctx.kube_context or 'current'})"
+
+    def _hami_release(self, expected_version: str) -> str:
+        command = [self.ctx.helm_binary, *self.ctx.kube_args(), "list", "-n", self.ctx.hami.namespace, "-o", "json",
+                   "--filter", f"^{self.ctx.hami.release}$"]
+        result = self.ctx.runner(command, 60)
+        if result.rc != 0:
+            return f"unknown (helm list failed: {result.stderr.strip()[:200]})"
+        releases = json.loads(result.stdout or "[]")
+        if not releases:
+            wanted = f" (expected chart {expected_version})" if expected_version else ""
+            return f"not installed as release {self.ctx.hami.release} in {self.ctx.hami.namespace}{wanted}"
+        release = releases[0]
+        return f"{release['chart']} (app {release.get('app_version', '?')}, release {release['name']})"
+
+    def _gpu_models(self) -> str:
+        models = []
+        for node in self.ctx.core.list_node().items:
+            labels = node.metadata.labels or {}
+            product = labels.get("nvidia.com/gpu.product")
+            if product:
+                models.append(f"{node.metadata.name}: {labels.get('nvidia.com/gpu.count', '?')} x {product}")
+        return "; ".join(models) or "none labelled (no nvidia.com/gpu.product node label)"
+
+
+def _git_revision() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    revision = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return revision + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

@@ -177,6 +177,18 @@ def test_a_taken_port_fails_fast_and_names_the_port(tmp_path: Path):
     assert time.monotonic() - started < 30
 
 
+def test_a_component_that_dies_on_start_is_named_with_its_log(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "etcd").write_text("a file where etcd wants its data directory")
+    started = time.monotonic()
+    result = sandbox_cli("up", env=sandbox_env(HAMI_E2E_PORT_OFFSET=str(TEST_PORT_OFFSET + 2000),
+                                               HAMI_E2E_SANDBOX_DIR=str(run)))
+    assert result.returncode == 2
+    assert "etcd exited with code" in result.stderr and "etcd.log" in result.stderr
+    assert time.monotonic() - started < 30
+
+
 def test_a_missing_go_toolchain_is_named(tmp_path: Path):
     result = sandbox_cli("build", env=sandbox_env(PATH="/usr/bin:/bin", HAMI_E2E_CACHE=str(tmp_path)))
     assert result.returncode == 2

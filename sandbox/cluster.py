@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -50,14 +53,32 @@ def api_answers() -> bool:
         return False
 
 
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """Serialise ``up`` and ``down`` across processes (parallel robot/pabot workers may all call ``up``)."""
+    lock = config.cache_dir() / "locks" / (str(config.run_dir()).strip("/").replace("/", "_") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def up(topology_file: Path = config.TOPOLOGY_FILE) -> Path:
     """Start the sandbox (a no-op when it already runs); returns the kubeconfig path."""
+    with _exclusive():
+        return _up(topology_file)
+
+
+def _up(topology_file: Path) -> Path:
     if is_running():
         say(f"sandbox already running; nothing to do (KUBECONFIG={kubeconfig_path()})")
         return kubeconfig_path()
     if state():
         say("found a stopped or half-started sandbox; cleaning it up first")
-        down(quiet=True)
+        _down(quiet=True)
     gpu_topology = topology.load(topology_file)
     bin_dir = build.ensure_binaries()
     cli_tools = tools.ensure_tools()
@@ -81,15 +102,20 @@ def up(topology_file: Path = config.TOPOLOGY_FILE) -> Path:
         _wait_for_default_service_account()
     except BaseException:
         say("start failed; stopping what was started")
-        down(quiet=True, keep_logs=True)
+        _down(quiet=True, keep_logs=True)
         raise
     say(f"sandbox up in {elapsed(time.monotonic() - started)}: {len(gpu_topology.nodes)} GPU nodes")
     say(f"export KUBECONFIG={kubeconfig_path()}")
     return kubeconfig_path()
 
 
-def down(quiet: bool = False, keep_logs: bool = False) -> None:
+def down(quiet: bool = False) -> None:
     """Stop every process the sandbox started (by pid, newest first) and remove the run directory."""
+    with _exclusive():
+        _down(quiet=quiet)
+
+
+def _down(quiet: bool = False, keep_logs: bool = False) -> None:
     run = config.run_dir()
     started = time.monotonic()
     order = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,6 +188,18 @@ def test_a_component_that_dies_on_start_is_named_with_its_log(tmp_path: Path):
     assert result.returncode == 2
     assert "etcd exited with code" in result.stderr and "etcd.log" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_concurrent_ups_start_one_sandbox(tmp_path: Path):
+    env = sandbox_env(HAMI_E2E_PORT_OFFSET=str(TEST_PORT_OFFSET + 3000), HAMI_E2E_SANDBOX_DIR=str(tmp_path / "run"))
+    command = [sys.executable, "-m", "sandbox", "up"]
+    first, second = (subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in "12")
+    try:
+        outputs = [first.communicate(timeout=120)[1], second.communicate(timeout=120)[1]]
+        assert first.returncode == 0 and second.returncode == 0, outputs
+        assert sum("already running" in out for out in outputs) == 1, outputs
+    finally:
+        sandbox_cli("down", env=env)
 
 
 def test_a_missing_go_toolchain_is_named(tmp_path: Path):

@@ -48,7 +48,7 @@ def is_running() -> bool:
 def api_answers() -> bool:
     try:
         pki = Pki(config.run_dir() / "pki")
-        return control_plane._get(config.PORTS.apiserver, "/readyz", tls=control_plane.admin_tls(pki))[0] == 200
+        return control_plane.http_get(config.PORTS.apiserver, "/readyz", tls=control_plane.admin_tls(pki))[0] == 200
     except Exception:  # noqa: BLE001 - any failure means "not answering"
         return False
 

@@ -22,7 +22,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_CRDS = ("logs", "clusterlogs", "execs", "clusterexecs")
 
 
-def _get(port: int, path: str, *, tls: ssl.SSLContext | None) -> tuple[int, str]:
+def http_get(port: int, path: str, *, tls: ssl.SSLContext | None) -> tuple[int, str]:
     conn: http.client.HTTPConnection
     if tls is None:
         conn = http.client.HTTPConnection(config.HOST, port, timeout=2)
@@ -97,7 +97,7 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
              "--initial-cluster-state=new", "--auto-compaction-retention=1", "--unsafe-no-fsync",
              "--log-level=warn"],
             [ports.etcd_client, ports.etcd_peer],
-            lambda: _get(ports.etcd_client, "/health", tls=None)[0] == 200,
+            lambda: http_get(ports.etcd_client, "/health", tls=None)[0] == 200,
         ),
         Component(
             "kube-apiserver",
@@ -113,7 +113,7 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
              f"--kubelet-client-certificate={pki.cert('admin')}", f"--kubelet-client-key={pki.key('admin')}",
              "--profiling=false"],
             [ports.apiserver],
-            lambda: _get(ports.apiserver, "/readyz", tls=apiserver_tls)[0] == 200,
+            lambda: http_get(ports.apiserver, "/readyz", tls=apiserver_tls)[0] == 200,
         ),
         Component(
             "kube-controller-manager",
@@ -123,14 +123,14 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
              f"--service-account-private-key-file={pki.sa_key}", "--use-service-account-credentials=false",
              "--profiling=false"],
             [ports.controller_manager],
-            lambda: _get(ports.controller_manager, "/healthz", tls=_unverified())[0] == 200,
+            lambda: http_get(ports.controller_manager, "/healthz", tls=_unverified())[0] == 200,
         ),
         Component(
             "kube-scheduler",
             [str(bin_dir / "kube-scheduler"), f"--config={run / 'kube-scheduler.yaml'}",
              f"--secure-port={ports.scheduler}", *secure_serving, "--profiling=false"],
             [ports.scheduler],
-            lambda: _get(ports.scheduler, "/healthz", tls=_unverified())[0] == 200,
+            lambda: http_get(ports.scheduler, "/healthz", tls=_unverified())[0] == 200,
         ),
         Component(
             "kwok",
@@ -141,6 +141,6 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
              f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
              "--enable-crds=Logs,ClusterLogs,Exec,ClusterExec"],
             [ports.kwok],
-            lambda: _get(ports.kwok, "/healthz", tls=_unverified())[0] == 200,
+            lambda: http_get(ports.kwok, "/healthz", tls=_unverified())[0] == 200,
         ),
     ]

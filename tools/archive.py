@@ -5,7 +5,8 @@ Layout of one run folder::
     output.xml  log.html  report.html  xunit.xml       robot's outputs (merged after a rerun)
     libdoc.html  HostLibrary.html  testdoc.html       keyword and test docs of that run
     run.json                                          how the run was started (for --rerun-failed)
-    summary.json                                      counts cached from output.xml (rebuilt when it changes)
+    summary.json                                      counts and per-test statuses cached from output.xml
+                                                      (rebuilt when output.xml changes)
     original-output.xml  rerun-N.xml                  only after --rerun-failed
     parallel.xml  serial.xml  pabot_results/           only after a --pabot run
 """
@@ -23,7 +24,9 @@ TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 RUN_DIR_PATTERN = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 2  # "tests" was added to version 2 without a bump: a cache without it is re-read once
+STABLE_ID = re.compile(r"^(HAMI-E2E|HOST)-\d+$", re.IGNORECASE)  # a test's ID tag, kept across renames
+MESSAGE_LIMIT = 1000  # characters of a test's failure or skip message kept in summary.json
 LINKS = (
     ("report", "report.html"),
     ("log", "log.html"),
@@ -110,6 +113,8 @@ class RunSummary:
     reruns: int = 0
     metadata: dict = field(default_factory=dict)
     links: dict = field(default_factory=dict)
+    # One dict per test: id (stable ID tag or ""), name, longname, status, message (see `_test_record`).
+    tests: list = field(default_factory=list, repr=False)
 
     @property
     def total(self) -> int:
@@ -124,7 +129,8 @@ class RunSummary:
 
 
 def summarize(run_dir: Path, root: Path) -> RunSummary:
-    """Counts, target and elapsed time of one run, from its output.xml (cached in summary.json)."""
+    """Counts, target, elapsed time and per-test statuses of one run, from its output.xml (cached in
+    summary.json)."""
     record = read_run_record(run_dir)
     summary = RunSummary(
         release=run_dir.parent.name,
@@ -139,12 +145,13 @@ def summarize(run_dir: Path, root: Path) -> RunSummary:
         summary.error = "no output.xml"
         return summary
     stamp = _file_stamp(output)
-    cached = _read_cached_counts(run_dir, stamp)
-    counts = cached if cached is not None else _counts_from_output(output)
+    cached = _read_cache(run_dir, stamp)
+    counts, tests = cached if cached is not None else _read_output(output)
     if cached is None:
-        _write_cached_counts(run_dir, stamp, counts)
+        _write_cache(run_dir, stamp, counts, tests)
     for name, value in counts.items():
         setattr(summary, name, value)
+    summary.tests = tests
     wall = _wall_seconds(record)
     if wall is not None:  # merged outputs (pabot passes, reruns) lose the run's own start and end times
         summary.elapsed_s = wall
@@ -160,15 +167,17 @@ def _wall_seconds(record: dict) -> float | None:
     return max((finished - started).total_seconds(), 0.0)
 
 
-def _counts_from_output(output: Path) -> dict:
+def _read_output(output: Path) -> tuple[dict, list[dict]]:
+    """The run's counts and its tests' records, from one parse of output.xml."""
     from robot.api import ExecutionResult
 
     try:
         result = ExecutionResult(str(output), include_keywords=False)
     except Exception as error:  # noqa: BLE001 - an interrupted run leaves a broken output.xml
-        return {"status": "broken", "error": f"unreadable output.xml: {error}"}
+        return {"status": "broken", "error": f"unreadable output.xml: {error}"}, []
     stats = result.statistics.total
     metadata = {str(name): str(value) for name, value in result.suite.metadata.items()}
+    tests = [_test_record(test) for test in result.suite.all_tests]
     return {
         "target": _find_metadata(result.suite, "Target"),
         "passed": stats.passed,
@@ -177,7 +186,14 @@ def _counts_from_output(output: Path) -> dict:
         "elapsed_s": round(result.suite.elapsed_time.total_seconds(), 3),
         "status": result.suite.status,
         "metadata": metadata,
-    }
+    }, tests
+
+
+def _test_record(test) -> dict:
+    """What the history page needs of one test: its stable ID tag (first one, upper case), names, outcome."""
+    stable = next((str(tag).upper() for tag in test.tags if STABLE_ID.match(str(tag))), "")
+    message = test.message if len(test.message) <= MESSAGE_LIMIT else test.message[:MESSAGE_LIMIT - 1] + "\u2026"
+    return {"id": stable, "name": test.name, "longname": test.full_name, "status": test.status, "message": message}
 
 
 def _find_metadata(suite, name: str) -> str:
@@ -196,18 +212,22 @@ def _file_stamp(path: Path) -> list:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _read_cached_counts(run_dir: Path, stamp: list) -> dict | None:
+def _read_cache(run_dir: Path, stamp: list) -> tuple[dict, list[dict]] | None:
+    """(counts, tests) from summary.json, or None when it is missing, stale, or older than per-test data."""
     try:
         data = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if data.get("version") != SUMMARY_VERSION or data.get("output_stamp") != stamp:
+    if not isinstance(data, dict) or data.get("version") != SUMMARY_VERSION or data.get("output_stamp") != stamp:
         return None
-    return data.get("counts")
+    counts, tests = data.get("counts"), data.get("tests")
+    if not isinstance(counts, dict) or not isinstance(tests, list):
+        return None
+    return counts, tests
 
 
-def _write_cached_counts(run_dir: Path, stamp: list, counts: dict) -> None:
-    data = {"version": SUMMARY_VERSION, "output_stamp": stamp, "counts": counts}
+def _write_cache(run_dir: Path, stamp: list, counts: dict, tests: list[dict]) -> None:
+    data = {"version": SUMMARY_VERSION, "output_stamp": stamp, "counts": counts, "tests": tests}
     try:
         (run_dir / SUMMARY_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError:
@@ -219,4 +239,7 @@ def summaries(root: Path) -> list[RunSummary]:
 
 
 def summary_dict(summary: RunSummary) -> dict:
-    return asdict(summary) | {"total": summary.total}
+    """The run's summary without its per-test records."""
+    data = asdict(summary)
+    del data["tests"]
+    return data | {"total": summary.total}

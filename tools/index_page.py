@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+import history_page
 from archive import RunSummary, summaries
+from pages import document, write_page
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem;color:#1d2733;background:#fff}
-h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:2rem 0 .5rem;border-bottom:2px solid #d6dde5}
-p.meta{color:#5b6773;margin:0 0 1rem}table{border-collapse:collapse;width:100%;font-size:.92rem}
-th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e8ee;vertical-align:top}
-th{background:#f3f6f9;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:.7rem;font-weight:600;font-size:.8rem;color:#fff}
-.PASS{background:#2e8540}.FAIL{background:#c62828}.SKIP{background:#8a6d00}.missing,.broken{background:#6b7785}
 .bar{display:flex;height:.5rem;width:8rem;background:#e3e8ee;border-radius:.25rem;overflow:hidden;margin-top:.2rem}
 .bar span{display:block}.bar .p{background:#2e8540}.bar .f{background:#c62828}.bar .s{background:#d4a017}
-a{color:#0b5cad}td.links a{margin-right:.5rem}details summary{cursor:pointer;color:#5b6773}
+td.links a{margin-right:.5rem}details summary{cursor:pointer;color:#5b6773}
 dl{margin:.3rem 0 0;display:grid;grid-template-columns:max-content auto;gap:0 .8rem}dt{color:#5b6773}dd{margin:0}
-@media (prefers-color-scheme:dark){body{background:#15191e;color:#dde3ea}th{background:#222a33}
-th,td{border-color:#2c3540}a{color:#7db4f0}h2{border-color:#2c3540}}
 """
 
 
 def write_index(root: Path) -> Path:
-    """Rebuild ``root/index.html`` from every run folder under ``root``; written atomically."""
-    root.mkdir(parents=True, exist_ok=True)
-    html = render(summaries(root))
-    target = root / "index.html"
-    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html", dir=root)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(html)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-    return target
+    """Rebuild ``root/index.html`` and ``root/history.html`` from every run folder under ``root``; each is
+    written atomically."""
+    runs = summaries(root)
+    history_page.write_history(root, runs)
+    return write_page(root, "index.html", render(runs))
 
 
 def render(runs: list[RunSummary], now: datetime | None = None) -> str:
@@ -49,6 +36,8 @@ def render(runs: list[RunSummary], now: datetime | None = None) -> str:
         "<h1>hami-e2e run archive</h1>",
         f'<p class="meta">{len(runs)} run(s) in {len(groups)} release(s), newest first. '
         f"Generated {now.strftime('%Y-%m-%d %H:%M:%S')} UTC.</p>",
+        f'<p><a href="{history_page.PAGE}">Per-test history</a>: every test across the last '
+        f"{history_page.MAX_RUNS} runs, with flaky tests marked.</p>",
     ]
     if groups:
         body.append("<nav>Releases: " + " · ".join(
@@ -57,12 +46,7 @@ def render(runs: list[RunSummary], now: datetime | None = None) -> str:
         body.append("<p>No runs archived yet. Start one with <code>.venv/bin/python tools/run_suites.py</code>.</p>")
     for release, release_runs in groups.items():
         body.append(_release_section(release, release_runs))
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        "<title>hami-e2e run archive</title>\n"
-        f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
-    )
+    return document("hami-e2e run archive", CSS, body)
 
 
 def _release_section(release: str, runs: list[RunSummary]) -> str:

@@ -20,6 +20,7 @@ DEFAULT_SUITES = REPO_ROOT / "suites"
 DEFAULT_VARIABLE_FILE = REPO_ROOT / "variables" / "sandbox.yaml"
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results"
 DEFAULT_SERIAL_TAGS = ("disruptive",)
+KNOWN_BUG_TAGS = "known-bug:*"  # robot --skiponfailure pattern: a known bug that fails is reported as SKIP
 
 # Robot options that decide where outputs go: the archive owns them.
 ARCHIVE_OWNED = ("outputdir", "output", "log", "report", "xunit", "timestampoutputs")
@@ -55,6 +56,12 @@ Wrapper options:
                         those the run was started with.
   --run-dir DIR         The run folder --rerun-failed works on.
   --no-docs             Skip the libdoc and testdoc steps.
+  --strict-known-bugs   Report tests tagged {KNOWN_BUG_TAGS} (e.g. known-bug:HAMi-1234)
+                        that fail as FAIL. By default robot gets
+                        --skiponfailure {KNOWN_BUG_TAGS}: such a test that fails is
+                        reported as SKIP with its failure message (visible, not
+                        red), one that passes as PASS. --rerun-failed keeps the
+                        setting of the run it reruns unless this is given.
   -h, --help            This help.
 
 Any other option is passed to robot (and pabot options such as --no-pabotlib
@@ -80,6 +87,7 @@ class Invocation:
     rerun_failed: bool = False
     run_dir: Path | None = None
     docs: bool = True
+    strict_known_bugs: bool = False
     help: bool = False
     pabot_args: list[str] = field(default_factory=list)  # pabot-only options, in the order given
     robot_argv: list[str] = field(default_factory=list)  # robot options and paths, as given (+ defaults)
@@ -141,6 +149,8 @@ def _take_wrapper_options(argv: list[str], inv: Invocation) -> list[str]:
             inv.rerun_failed = True
         elif arg == "--no-docs":
             inv.docs = False
+        elif arg == "--strict-known-bugs":
+            inv.strict_known_bugs = True
         elif name in values:
             if eq:
                 value = inline

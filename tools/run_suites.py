@@ -5,6 +5,7 @@
     .venv/bin/python tools/run_suites.py --include smoke
     .venv/bin/python tools/run_suites.py --pabot 4 --variablefile variables/lab.yaml
     .venv/bin/python tools/run_suites.py --rerun-failed
+    .venv/bin/python tools/run_suites.py --strict-known-bugs   # known-bug:* failures count as FAIL
 
 ``--help`` lists the wrapper options. The exit code is robot's (the number of failed tests, 252 for bad
 options or data); after ``--rerun-failed`` it is that of the merged result.
@@ -25,7 +26,7 @@ import archive  # noqa: E402
 import runners  # noqa: E402
 from index_page import write_index  # noqa: E402
 from release import release_name  # noqa: E402
-from robot_args import HELP, REPO_ROOT, Invocation, UsageError, parse_command_line  # noqa: E402
+from robot_args import HELP, KNOWN_BUG_TAGS, REPO_ROOT, Invocation, UsageError, parse_command_line  # noqa: E402
 from suite_docs import LIBRARIES_DIR, write_libdocs, write_testdoc  # noqa: E402
 
 
@@ -56,6 +57,7 @@ def run(inv: Invocation) -> int:
         "pabot_args": inv.pabot_args,
         "serial_tags": inv.effective_serial_tags if inv.pabot else [],
         "suite_commit": _suite_commit(),
+        "skip_on_failure": [] if inv.strict_known_bugs else [KNOWN_BUG_TAGS],
         "reruns": [],
     }
     archive.write_run_record(run_dir, record)
@@ -103,7 +105,7 @@ def rerun(inv: Invocation) -> int:
     rerun_name = f"rerun-{number}.xml"
     print(f"[ run_suites ] Rerunning {failed} failed test(s) of {run_dir} (rerun {number})", flush=True)
     started = _now()
-    rc = runners.rerun_failed(run_dir, rerun_name, _common_args(record) + inv.robot_argv,
+    rc = runners.rerun_failed(run_dir, rerun_name, _common_args(record, inv.strict_known_bugs) + inv.robot_argv,
                               record["robot_argv"], record.get("cwd"))
     entry = {"started": started, "finished": _now(), "output": rerun_name, "robot_argv": inv.robot_argv, "rc": rc}
     if (run_dir / rerun_name).is_file():
@@ -125,13 +127,17 @@ def _finish(inv: Invocation, run_dir: Path, rc: int, root: Path | None = None) -
     return rc
 
 
-def _common_args(record: dict) -> list[str]:
+def _common_args(record: dict, strict_known_bugs: bool = False) -> list[str]:
     """Options every robot pass gets: ``libraries/`` on the module search path (so suites can write
-    ``Library    HamiLibrary``) and the suite's git commit as metadata (peer row F4; the suites themselves
-    record cluster, HAMi and driver versions)."""
+    ``Library    HamiLibrary``), the suite's git commit as metadata (peer row F4; the suites themselves
+    record cluster, HAMi and driver versions) and the run's ``--skiponfailure`` patterns (peer row G6: a
+    failing ``known-bug:<issue>`` test is a SKIP with its failure message), unless ``strict_known_bugs``."""
     args = ["--pythonpath", str(LIBRARIES_DIR)]
     if record.get("suite_commit"):
         args += ["--metadata", f"Suite revision:{record['suite_commit']}"]
+    if not strict_known_bugs:
+        for pattern in record.get("skip_on_failure", []):  # runs archived before this option: none
+            args += ["--skiponfailure", pattern]
     return args
 
 

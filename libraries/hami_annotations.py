@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-ALLOCATED_ANNOTATION = "hami.io/vgpu-devices-allocated"
-TO_ALLOCATE_ANNOTATION = "hami.io/vgpu-devices-to-allocate"
 VGPU_NODE_ANNOTATION = "hami.io/vgpu-node"
 BIND_PHASE_ANNOTATION = "hami.io/bind-phase"
 NODE_REGISTER_ANNOTATION = "hami.io/node-nvidia-register"
@@ -81,13 +79,6 @@ def parse_allocated_devices(value: str | None) -> list[list[AllocatedDevice]]:
             devices.append(AllocatedDevice(fields[0].strip(), fields[1].strip(), memory, cores))
         containers.append(devices)
     return containers
-
-
-def format_allocated_devices(containers: Iterable[Iterable[AllocatedDevice]]) -> str:
-    """Inverse of `parse_allocated_devices` (used to build fixtures and readable messages)."""
-    return "".join(
-        "".join(f"{d.uuid},{d.type},{d.memory_mib},{d.cores}:" for d in devices) + ";" for devices in containers
-    )
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from hami_annotations import (
     AllocatedDevice,
     AnnotationFormatError,
     find_samples,
-    format_allocated_devices,
     format_event,
     hami_annotations,
     parse_allocated_devices,
@@ -66,9 +65,9 @@ def test_malformed_device_entries_are_reported(value):
         parse_allocated_devices(value)
 
 
-def test_format_is_the_inverse_of_parse():
-    text = ";GPU-a,NVIDIA,3000,30:GPU-b,NVIDIA,3000,30:;"
-    assert format_allocated_devices(parse_allocated_devices(text)) == text
+def test_an_init_container_without_devices_keeps_its_empty_segment():
+    parsed = parse_allocated_devices(";GPU-a,NVIDIA,3000,30:GPU-b,NVIDIA,3000,30:;")
+    assert [[d.uuid for d in container] for container in parsed] == [[], ["GPU-a", "GPU-b"]]
 
 
 # ------------------------------------------------------------------------------------------ node registration

@@ -85,7 +85,6 @@ class HamiTarget:
     namespace: str = "hami-system"
     release: str = "hami"
     scheduler_name: str = "hami-scheduler"
-    webhook_configuration: str = "hami-webhook"
     webhook_name: str = "vgpu.hami.io"
     scheduler_component: str = "hami-scheduler"
     device_plugin_component: str = "hami-device-plugin"

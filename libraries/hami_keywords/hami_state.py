@@ -10,6 +10,7 @@ from hami_annotations import (
     BIND_PHASE_ANNOTATION,
     NODE_HANDSHAKE_ANNOTATION,
     NODE_LOCK_ANNOTATION,
+    NODE_REGISTER_ANNOTATION,
     VGPU_NODE_ANNOTATION,
     AllocatedDevice,
     RegisteredDevice,
@@ -30,7 +31,7 @@ from .errors import HamiE2EFailure
 from .workloads import describe_pod
 
 #: Node annotations HAMi leaves behind if nobody cleans up (hami-behaviour.md §2.3, §6.3).
-LEFTOVER_NODE_ANNOTATIONS = ("hami.io/node-nvidia-register", "hami.io/node-handshake", "hami.io/mutex.lock")
+LEFTOVER_NODE_ANNOTATIONS = (NODE_REGISTER_ANNOTATION, NODE_HANDSHAKE_ANNOTATION, NODE_LOCK_ANNOTATION)
 
 
 class HamiStateKeywords(LibraryComponent):

@@ -132,7 +132,9 @@ def _common_args(record: dict, strict_known_bugs: bool = False) -> list[str]:
     ``Library    HamiLibrary``), the suite's git commit as metadata (peer row F4; the suites themselves
     record cluster, HAMi and driver versions) and the run's ``--skiponfailure`` patterns (peer row G6: a
     failing ``known-bug:<issue>`` test is a SKIP with its failure message), unless ``strict_known_bugs``."""
-    args = ["--pythonpath", str(LIBRARIES_DIR)]
+    args = ["--pythonpath", str(LIBRARIES_DIR),
+            # One statistics row per test ID would bury the feature and hardware tags testers filter by.
+            "--tagstatexclude", "HAMI-E2E-*", "--tagstatexclude", "HOST-*"]
     if record.get("suite_commit"):
         args += ["--metadata", f"Suite revision:{record['suite_commit']}"]
     if not strict_known_bugs:

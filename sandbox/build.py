@@ -94,15 +94,6 @@ def cache_key(go: str, pins: config.Pins) -> str:
     return f"k8s-{pins.kubernetes}-etcd-{pins.etcd}-kwok-{pins.kwok}-{digest.hexdigest()[:12]}"
 
 
-def binary_dir() -> Path | None:
-    """The cached binaries for the current pins, or None when they still need a build."""
-    go = shutil.which("go")
-    if not go:
-        return None
-    path = config.cache_dir() / "bin" / cache_key(go, config.pins())
-    return path if (path / STAMP).exists() else None
-
-
 def _run(argv: list[str], what: str, log: Path) -> None:
     with log.open("ab") as out:
         result = subprocess.run(argv, cwd=config.KUBE_MODULE_DIR, env=go_env(), stdout=out, stderr=subprocess.STDOUT)

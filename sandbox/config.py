@@ -27,6 +27,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HAMI_E2E_CACHE", default))
 
 
+def third_party_dir() -> Path:
+    """Unmodified third-party source archives (HAMi, HAMi-core, NVIDIA's mock NVML): ``../shared/third_party``
+    beside the checkout, or ``HAMI_E2E_THIRD_PARTY``. Read from, never written to."""
+    return Path(os.environ.get("HAMI_E2E_THIRD_PARTY", REPO_DIR.parent / "shared" / "third_party"))
+
+
 def run_dir() -> Path:
     """Pid files, logs, certificates and kubeconfig of the running sandbox; removed by ``down``."""
     return Path(os.environ.get("HAMI_E2E_SANDBOX_DIR", "/tmp/hami-e2e-sandbox"))

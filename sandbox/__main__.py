@@ -1,4 +1,4 @@
-"""``python -m sandbox up | down | status | env | build`` — the offline sandbox's command line."""
+"""``python -m sandbox up | down | status | env | build | hami`` — the offline sandbox's command line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import build, cluster, config, netcheck, tools
 from .errors import SandboxError
+from .hami import cli as hami_cli
 
 
 def _status() -> int:
@@ -44,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="say what runs; exit 0 only when everything runs and the API answers")
     commands.add_parser("env", help="print shell exports for KUBECONFIG and the helm/kubectl PATH")
     commands.add_parser("build", help="build or reuse the cached binaries and tools; print their directory")
+    hami_cli.add_parser(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command == "hami":
+            return hami_cli.run(args)
         if args.command == "up":
             cluster.up(args.topology)
             return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,12 +14,13 @@ from typing import Iterator
 
 import yaml
 
-from . import build, config, control_plane, processes, tools, topology
+from . import build, charts, config, control_plane, node_images, processes, tools, topology
 from .errors import SandboxError
 from .pki import Pki
 from .progress import elapsed, say
 
 START_TIMEOUT = 60.0
+AGENT_GRACE = 20.0   # the node agent stops every pod process it runs (each at most 10 s) before it exits
 NODES_READY_TIMEOUT = 30.0
 
 
@@ -100,6 +102,11 @@ def _up(topology_file: Path) -> Path:
         _install_default_pod_logs(run)
         _create_nodes(gpu_topology)
         _wait_for_default_service_account()
+        _load_images(run, bin_dir, config.pins().kubernetes)
+        for component in (_agent(run, topology_file), charts.component(run)):
+            proc = processes.start(component, run)
+            processes.wait_ready(component, proc, run, START_TIMEOUT)
+            say(f"{component.name} ready ({elapsed(time.monotonic() - started)})")
     except BaseException:
         say("start failed; stopping what was started")
         _down(quiet=True, keep_logs=True)
@@ -118,10 +125,13 @@ def down(quiet: bool = False) -> None:
 def _down(quiet: bool = False, keep_logs: bool = False) -> None:
     run = config.run_dir()
     started = time.monotonic()
-    order = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+    order = ["node-agent", "chart-repo", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
     names = [c.name for c in state()]
     for name in sorted(names, key=lambda n: order.index(n) if n in order else -1):
-        processes.stop(run, name)
+        processes.stop(run, name, grace=AGENT_GRACE if name == "node-agent" else 3.0)
+    # Should the agent have died, its pods' processes and network namespace holders are still recorded.
+    for recorded in sorted((run / "pods").glob("*/pids/*.pid")) + sorted((run / "pods").glob("*/netns.pid")):
+        processes.stop_recorded(recorded)
     if keep_logs and (run / "logs").is_dir():
         kept = config.cache_dir() / "last-failed-start-logs"
         shutil.rmtree(kept, ignore_errors=True)
@@ -130,6 +140,24 @@ def _down(quiet: bool = False, keep_logs: bool = False) -> None:
     shutil.rmtree(run, ignore_errors=True)
     if not quiet:
         say(f"sandbox down in {elapsed(time.monotonic() - started)}")
+
+
+def _agent(run: Path, topology_file: Path) -> processes.Component:
+    """The node agent (``sandbox/agent``): runs HAMi's pods as real processes and forwards Services."""
+    return processes.Component(
+        "node-agent",
+        [sys.executable, "-m", "sandbox.agent", "--run-dir", str(run), "--topology", str(topology_file)],
+        [],
+        lambda: (run / "agent-status.json").exists(),
+        env={"PYTHONPATH": str(config.REPO_DIR), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _load_images(run: Path, bin_dir: Path, kube_version: str) -> None:
+    """Fill the agent's image catalog: kube-scheduler and the certificate generator (HAMi: ``hami install``)."""
+    catalog = node_images.catalog(run)
+    catalog.add(node_images.kube_scheduler_image(bin_dir, kube_version))
+    catalog.add(node_images.certgen_image())
 
 
 def _client():

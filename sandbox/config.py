@@ -51,9 +51,11 @@ class Ports:
     kwok: int
 
 
+PORT_OFFSET = int(os.environ.get("HAMI_E2E_PORT_OFFSET", "0"))
+
+
 def _ports() -> Ports:
-    offset = int(os.environ.get("HAMI_E2E_PORT_OFFSET", "0"))
-    return Ports(*(base + offset for base in (32379, 32380, 36443, 30257, 30259, 30250)))
+    return Ports(*(base + PORT_OFFSET for base in (32379, 32380, 36443, 30257, 30259, 30250)))
 
 
 PORTS = _ports()

@@ -109,6 +109,9 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
              f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
              f"--service-cluster-ip-range={SERVICE_CIDR}",
              "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+             # Endpoints may not hold loopback addresses, so the API server cannot publish its own (127.0.0.1) as
+             # the `kubernetes` Service's endpoint; the node agent's proxy forwards that Service itself.
+             "--endpoint-reconciler-type=none",
              "--kubelet-preferred-address-types=InternalIP",
              f"--kubelet-client-certificate={pki.cert('admin')}", f"--kubelet-client-key={pki.key('admin')}",
              "--profiling=false"],

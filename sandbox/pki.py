@@ -69,7 +69,10 @@ class Pki:
         _write_key(self.ca_key, ca_key)
         dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"]
-        self._leaf("apiserver", _name("kube-apiserver"), ca, ca_key, server=True, dns=dns)
+        # 127.96.0.1 is the ClusterIP of the `kubernetes` Service (first address of the loopback service range):
+        # pods the node agent runs reach the API server there, as in-cluster clients do.
+        self._leaf("apiserver", _name("kube-apiserver"), ca, ca_key, server=True, dns=dns,
+                   ips=["127.0.0.1", "127.96.0.1"])
         self._leaf("kwok", _name("kwok-kubelet"), ca, ca_key, server=True, dns=["localhost"])
         self._leaf("admin", _name("hami-e2e-admin", "system:masters"), ca, ca_key, server=False)
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -78,14 +81,14 @@ class Pki:
                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
 
     def _leaf(self, name: str, subject: x509.Name, ca: x509.Certificate, ca_key, *, server: bool,
-              dns: list[str] | None = None) -> None:
+              dns: list[str] | None = None, ips: tuple[str, ...] | list[str] = ("127.0.0.1",)) -> None:
         key = _key()
         builder = _builder(subject, ca.subject, key.public_key()).add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
         if server:
-            names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
             names += [x509.DNSName(d) for d in dns or []]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         self.cert(name).write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))

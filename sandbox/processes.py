@@ -134,3 +134,32 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def process_identity(pid: int) -> str | None:
+    """The kernel's start time of ``pid``: with the pid it names one process, even after pid reuse."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def stop_recorded(pid_file: Path) -> None:
+    """KILL the process group recorded in ``pid_file`` (pid + start time) if its leader is still that process.
+
+    ``sandbox down`` uses it for the node agent's pod processes and namespace holders, should the agent be gone.
+    """
+    try:
+        pid_text, identity = pid_file.read_text().split("\n")[:2]
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return
+    if identity and process_identity(pid) == identity:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5
+        while process_identity(pid) == identity and time.monotonic() < deadline:
+            time.sleep(0.02)
+    pid_file.unlink(missing_ok=True)

@@ -1,0 +1,50 @@
+"""What the sandbox's nodes can run, loaded into the node agent's image catalog (``<run>/images.json``).
+
+- kube-scheduler: the sandbox's own build of the server version, in an image folder laid out like the upstream image
+  (``/usr/local/bin/kube-scheduler``); HAMi's chart runs it in the scheduler pod with the server's version as tag.
+- the webhook certificate generator (any tag): a builtin of the agent (``agent/certgen.py``).
+- HAMi: one image folder per HAMi build (``sandbox/hami``), answering to ``projecthami/hami:<VERSION>``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from . import config
+from .agent.images import Catalog, Image
+
+
+def catalog(run_dir: Path) -> Catalog:
+    return Catalog(run_dir / "images.json")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def kube_scheduler_image(bin_dir: Path, version: str) -> Image:
+    """An image folder holding the sandbox's kube-scheduler binary (hard-linked from the build cache)."""
+    root = config.cache_dir() / "images" / f"kube-scheduler-{bin_dir.name}"
+    binary = root / "usr" / "local" / "bin" / "kube-scheduler"
+    if not binary.exists():
+        _link_or_copy(bin_dir / "kube-scheduler", binary)
+    return Image(refs=(f"*kube-scheduler:{version}", f"kube-scheduler:{version}"), root=str(root),
+                 description=f"kube-scheduler {version} built by the sandbox")
+
+
+def certgen_image() -> Image:
+    return Image(refs=("*kube-webhook-certgen:*", "kube-webhook-certgen:*"), builtin="certgen",
+                 description="kube-webhook-certgen create/patch, played by the node agent")
+
+
+def hami_image(image_root: Path, refs: list[str], env: dict[str, str], description: str) -> Image:
+    normal = tuple(dict.fromkeys(pattern for ref in refs for pattern in (ref, "*/" + ref.split("/", 1)[-1])))
+    return Image(refs=normal, root=str(image_root), env=env, description=description)

@@ -261,7 +261,7 @@ def _build(hami: HamiSource, go: str, go_version: str, target: Path) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if missing:
-        say("not in the image folder: " + ", ".join(missing) + " (libvgpu.so comes from HAMi-core's build)")
+        say("not in the image folder (not built here): " + ", ".join(missing) + "; HAMi-core's build adds libvgpu.so")
     say(f"HAMi {hami.version} built in {target} ({info['build_seconds']:.0f} s)")
 
 

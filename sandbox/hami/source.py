@@ -118,6 +118,7 @@ def _version(text: str | None, where: Path) -> str:
 def _archive(path: Path) -> HamiSource:
     try:
         with tarfile.open(path, "r:gz") as tar:
+            # git archive's pax global header carries the commit id (what `git get-tar-commit-id` reads)
             commit = tar.pax_headers.get("comment", "")
             prefix, go_mod, version = _archive_top(tar, path)
     except (tarfile.TarError, OSError, EOFError) as error:
@@ -138,13 +139,6 @@ def _archive(path: Path) -> HamiSource:
         description=f"{label} ({short}, {'release archive' if release else 'archive'})",
         archive_prefix=prefix,
     )
-
-
-def commit_id(archive: Path) -> str | None:
-    """The commit id ``git archive`` stored in the archive's pax header (what ``git get-tar-commit-id`` prints)."""
-    with tarfile.open(archive, "r:gz") as tar:
-        commit = tar.pax_headers.get("comment", "")
-    return commit if _COMMIT.fullmatch(commit) else None
 
 
 def _archive_top(tar: tarfile.TarFile, path: Path) -> tuple[str, str, str]:

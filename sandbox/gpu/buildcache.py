@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Mapping
 
 from .. import config
 from ..errors import SandboxError
-from ..progress import elapsed, say, step
+from ..progress import step
 
 STAMP = ".complete"
 SKIPPED_DIRS = {".git", "build", "__pycache__"}
@@ -114,5 +114,4 @@ def ensure(kind: str, key: str, label: str, build: Callable[[Path, Path], None])
             os.rename(work, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    say(f"{label} is cached in {target} (built in {elapsed(seconds)})")
     return target

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import build, cluster, config, netcheck, tools
 from .errors import SandboxError
+from .gpu import cli as gpu_cli
 from .hami import cli as hami_cli
 
 
@@ -46,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("env", help="print shell exports for KUBECONFIG and the helm/kubectl PATH")
     commands.add_parser("build", help="build or reuse the cached binaries and tools; print their directory")
     hami_cli.add_parser(commands)
+    gpu_cli.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "hami":
             return hami_cli.run(args)
+        if args.command == "gpu":
+            return gpu_cli.run(args)
         if args.command == "up":
             cluster.up(args.topology)
             return 0

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the sandbox (no-op when it already runs)")
     up.add_argument("--topology", type=Path, default=config.TOPOLOGY_FILE, help="GPU topology YAML")
+    up.add_argument("--no-hami", action="store_true",
+                    help="do not build or load HAMi (only the control plane and the fake nodes)")
     commands.add_parser("down", help="stop every sandbox process and remove its files (the cache stays)")
     commands.add_parser("status", help="say what runs; exit 0 only when everything runs and the API answers")
     commands.add_parser("env", help="print shell exports for KUBECONFIG and the helm/kubectl PATH")
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gpu":
             return gpu_cli.run(args)
         if args.command == "up":
-            cluster.up(args.topology)
+            cluster.up(args.topology, load_hami=not args.no_hami)
             return 0
         if args.command == "down":
             cluster.down()

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import yaml
 
-from . import build, charts, config, control_plane, node_images, processes, tools, topology
+from . import build, charts, config, control_plane, node_images, processes, tools, topology, twin
 from .errors import SandboxError
 from .pki import Pki
 from .progress import elapsed, say
@@ -68,13 +68,14 @@ def _exclusive() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def up(topology_file: Path = config.TOPOLOGY_FILE) -> Path:
-    """Start the sandbox (a no-op when it already runs); returns the kubeconfig path."""
+def up(topology_file: Path = config.TOPOLOGY_FILE, load_hami: bool = True) -> Path:
+    """Start the sandbox (a no-op when it already runs); returns the kubeconfig path. With ``load_hami`` HAMi is
+    built (first time: minutes) and its images and charts are loaded, ready for ``helm install``."""
     with _exclusive():
-        return _up(topology_file)
+        return _up(topology_file, load_hami)
 
 
-def _up(topology_file: Path) -> Path:
+def _up(topology_file: Path, load_hami: bool) -> Path:
     if is_running():
         say(f"sandbox already running; nothing to do (KUBECONFIG={kubeconfig_path()})")
         return kubeconfig_path()
@@ -103,6 +104,8 @@ def _up(topology_file: Path) -> Path:
         _create_nodes(gpu_topology)
         _wait_for_default_service_account()
         _load_images(run, bin_dir, config.pins().kubernetes)
+        if load_hami:
+            twin.load_hami(run, cli_tools.helm, gpu_topology)
         for component in (_agent(run, topology_file), charts.component(run)):
             proc = processes.start(component, run)
             processes.wait_ready(component, proc, run, START_TIMEOUT)
@@ -154,7 +157,7 @@ def _agent(run: Path, topology_file: Path) -> processes.Component:
 
 
 def _load_images(run: Path, bin_dir: Path, kube_version: str) -> None:
-    """Fill the agent's image catalog: kube-scheduler and the certificate generator (HAMi: ``hami install``)."""
+    """Fill the agent's image catalog with kube-scheduler and the certificate generator (HAMi: ``twin.load_hami``)."""
     catalog = node_images.catalog(run)
     catalog.add(node_images.kube_scheduler_image(bin_dir, kube_version))
     catalog.add(node_images.certgen_image())

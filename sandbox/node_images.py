@@ -13,14 +13,14 @@ import shutil
 from pathlib import Path
 
 from . import config
-from .agent.images import Catalog, Image
+from .agent.images import Catalog, Image, normalize
 
 
 def catalog(run_dir: Path) -> Catalog:
     return Catalog(run_dir / "images.json")
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
@@ -35,7 +35,7 @@ def kube_scheduler_image(bin_dir: Path, version: str) -> Image:
     root = config.cache_dir() / "images" / f"kube-scheduler-{bin_dir.name}"
     binary = root / "usr" / "local" / "bin" / "kube-scheduler"
     if not binary.exists():
-        _link_or_copy(bin_dir / "kube-scheduler", binary)
+        link_or_copy(bin_dir / "kube-scheduler", binary)
     return Image(refs=(f"*kube-scheduler:{version}", f"kube-scheduler:{version}"), root=str(root),
                  description=f"kube-scheduler {version} built by the sandbox")
 
@@ -46,5 +46,7 @@ def certgen_image() -> Image:
 
 
 def hami_image(image_root: Path, refs: list[str], env: dict[str, str], description: str) -> Image:
-    normal = tuple(dict.fromkeys(pattern for ref in refs for pattern in (ref, "*/" + ref.split("/", 1)[-1])))
-    return Image(refs=normal, root=str(image_root), env=env, description=description)
+    """HAMi's image folder, answering to its references from any registry (``<mirror>/projecthami/hami:<tag>``)."""
+    normal = [normalize(ref) for ref in refs]
+    patterns = tuple(dict.fromkeys(p for ref in normal for p in (ref, "*/" + ref)))
+    return Image(refs=patterns, root=str(image_root), env=env, description=description)

@@ -213,15 +213,20 @@ class Agent:
                              for address in item.addresses]
                     endpoints.setdefault((key, port.name or ""), []).extend(ready)
         # The API server cannot publish its own loopback address as the `kubernetes` Service's endpoint (the
-        # sandbox runs it with --endpoint-reconciler-type=none): the proxy knows where it is.
+        # sandbox runs it with --endpoint-reconciler-type=none): the proxy knows where it is. Pods reach it at the
+        # Service's ClusterIP on the API server's port (see proxy.py for why not 443).
         endpoints[("default/kubernetes", "https")] = [Endpoint(config.HOST, config.PORTS.apiserver)]
+        kubernetes = next((p for p in ports if p.service == "default/kubernetes"), None)
+        if kubernetes is not None:
+            ports.append(ServicePort(kubernetes.service, kubernetes.cluster_ip, config.PORTS.apiserver,
+                                     kubernetes.name, None, in_pods=True))
         self.proxy.update(ports, endpoints)
 
     def _service_env(self) -> dict[str, str]:
         with self._lock:
             kubernetes = self._services.get("default/kubernetes")
         ip = kubernetes.spec.cluster_ip if kubernetes else ""
-        port = str(kubernetes.spec.ports[0].port) if kubernetes else "443"
+        port = str(config.PORTS.apiserver)
         if not ip:
             return {}
         return {"KUBERNETES_SERVICE_HOST": ip, "KUBERNETES_SERVICE_PORT": port,

@@ -7,7 +7,7 @@ own service-account token (so the chart's RBAC for the hook is exercised):
 - ``create --host=a,b --namespace=N --secret-name=S [--cert-name=cert] [--key-name=key]``: unless Secret S has
   data already, make a CA and a serving certificate for the hosts and store ``ca``, cert and key in S;
 - ``patch --webhook-name=W --namespace=N --secret-name=S [--patch-mutating=true] [--patch-validating=true]
-  [--patch-failure-policy=P]``: put S's ``ca`` into the ``caBundle`` of every webhook of W.
+  [--patch-failure-policy=P]``: put S's ``ca`` into the ``caBundle`` of every webhook of W (get, then update).
 """
 
 from __future__ import annotations
@@ -117,18 +117,17 @@ def _patch(core: client.CoreV1Api, admission: client.AdmissionregistrationV1Api,
     kinds: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = []
     if options.get("patch-mutating", "true") != "false":
         kinds.append(("mutating", admission.read_mutating_webhook_configuration,
-                      admission.patch_mutating_webhook_configuration))
+                      admission.replace_mutating_webhook_configuration))
     if options.get("patch-validating", "true") != "false":
         kinds.append(("validating", admission.read_validating_webhook_configuration,
-                      admission.patch_validating_webhook_configuration))
-    for kind, read, patch in kinds:
+                      admission.replace_validating_webhook_configuration))
+    for kind, read, replace in kinds:
+        # get + update, as the real tool does: the chart's ClusterRole grants exactly these two verbs
         config = read(webhook)
-        hooks = []
         for hook in config.webhooks or []:
-            entry: dict[str, Any] = {"name": hook.name, "clientConfig": {"caBundle": ca_bundle}}
+            hook.client_config.ca_bundle = ca_bundle
             if policy:
-                entry["failurePolicy"] = policy
-            hooks.append(entry)
-        patch(webhook, {"webhooks": hooks})
-        say(f"patched the caBundle of {len(hooks)} {kind} webhook(s) in {webhook}")
+                hook.failure_policy = policy
+        replace(webhook, config)
+        say(f"patched the caBundle of {len(config.webhooks or [])} {kind} webhook(s) in {webhook}")
     return 0

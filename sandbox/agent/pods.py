@@ -173,7 +173,7 @@ class PodWorker:
                 self._message = str(error)
                 return
         for item in self.containers:
-            if item.init and item.done:
+            if item.done:
                 continue
             self._supervise(item)
             if item.init and not item.done:

@@ -1,12 +1,16 @@
 """Services on loopback: the sandbox's stand-in for kube-proxy, between the host and the pods' network namespaces.
 
 Every ClusterIP is a loopback address (the service range is 127.96.0.0/16), so the proxy listens on
-``<ClusterIP>:<port>`` in the host's namespace (the API server calls HAMi's webhook through its Service there) and
-inside every real pod's namespace (HAMi's processes reach the API server through the ``kubernetes`` Service there),
+``<ClusterIP>:<port>`` in the host's namespace (the API server calls HAMi's webhook through its Service there),
 plus ``127.0.0.1:<nodePort>`` in the host's namespace for NodePort services (how a user reaches HAMi's metrics on a
 node; shifted by ``HAMI_E2E_PORT_OFFSET`` like every sandbox port). A connection goes to a ready endpoint: an endpoint that is a real pod is reached at ``127.0.0.1:<targetPort>``
 inside that pod's namespace (where its process listens on ``0.0.0.0``), any other endpoint at its address in the
 host's namespace — only if that address is on loopback; anything else is refused, so no byte leaves the machine.
+
+Inside a pod's namespace the proxy listens only for the API server: on the ``kubernetes`` Service's ClusterIP at the
+API server's own port (the agent sets ``KUBERNETES_SERVICE_PORT`` to it), because a listener on port 443 there would
+take the port from a pod that binds ``0.0.0.0:443`` (HAMi's scheduler does). A kube-proxy rewrites packets instead of
+listening; the sandbox changes no packet filter, so pods reach other Services only from the host.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class ServicePort:
     port: int
     name: str
     node_port: int | None
+    in_pods: bool = False   # listen inside every real pod's namespace instead of the host's
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,13 @@ class ServiceProxy:
     def _wanted(self) -> dict[tuple[str, str, int], ServicePort]:
         wanted = {}
         for port in self._ports.values():
+            if port.in_pods:
+                for namespace in self._pod_namespaces:
+                    wanted[(namespace, port.cluster_ip, port.port)] = port
+                continue
             wanted[("", port.cluster_ip, port.port)] = port
             if port.node_port:
                 wanted[("", LOOPBACK, port.node_port + self._node_port_offset)] = port
-            for namespace in self._pod_namespaces:
-                wanted[(namespace, port.cluster_ip, port.port)] = port
         return wanted
 
     async def _sync_listeners(self) -> None:

@@ -181,3 +181,29 @@ def test_driver_functions_it_does_not_simulate_fail_clearly(sim: GpuSim, node: P
     result = run(["python3", "-c", code], env)
     assert result.stdout.split() == ["0", "801", "801"], result.stdout + result.stderr
     assert "cuMemcpyHtoD_v2 is not simulated: CUDA_ERROR_NOT_SUPPORTED" in result.stderr
+
+
+def test_a_gpu_failed_with_nvml_mock_ctl_is_lost_until_reset(sim: GpuSim, limit_3000: dict[str, str],
+                                                             node: Path) -> None:
+    ctl = [sim.nvml_ctl, "--config", node / "nvml" / "config.yaml", "--file", node / "nvml" / "overrides.yaml"]
+    query = [sim.nvidia_smi, "--query-gpu=uuid,memory.total", "--format=csv,noheader,nounits"]
+    assert run([*ctl, "fail", "--gpu", "0", "--mode", "lost"], limit_3000).returncode == 0
+    assert run(query, limit_3000).stdout.strip() == f"{UUID_0}, [GPU is lost]"
+    lost = run([sim.workload, "meminfo"], limit_3000)
+    assert lost.returncode == 3 and "error call=cuInit code=100 name=CUDA_ERROR_NO_DEVICE" in lost.stderr, lost.stderr
+    assert run([*ctl, "reset"], limit_3000).returncode == 0
+    assert run(query, limit_3000).stdout.strip() == f"{UUID_0}, 3000"
+
+
+def test_cuda_visible_devices_selects_by_index_or_uuid(sim: GpuSim, node: Path) -> None:
+    write_profile(node / "two" / "config.yaml", [Gpu(0, UUID_0), Gpu(1, UUID_1, memory_mib=40960)])
+    for visible in ("1", UUID_1[:12]):
+        env = {**gpu_env(sim, node, {}, hami_core=False, profile="two/config.yaml"), "CUDA_VISIBLE_DEVICES": visible}
+        result = run([sim.workload, "meminfo"], env)
+        assert [(i["device"], i["uuid"], i["total_mib"]) for i in fields(result.stdout, "meminfo")] == [
+            ("0", UUID_1, "40960")], result.stdout + result.stderr
+
+
+def test_workload_refuses_a_hold_over_its_bound(sim: GpuSim, limit_3000: dict[str, str]) -> None:
+    result = run([sim.workload, "alloc", "10", "--hold", "601"], limit_3000)
+    assert result.returncode == 64 and "--hold SECONDS (<= 600)" in result.stderr

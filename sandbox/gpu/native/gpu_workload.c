@@ -4,7 +4,7 @@
  *   gpu-workload alloc MIB [--device N] [--step MIB] [--hold SECONDS]
  *
  * Each result is one line on stdout of space-separated key=value fields, first word the kind of line:
- *   meminfo device=0 name="NVIDIA H100 80GB HBM3" total_mib=3000 free_mib=2482 total_bytes=... free_bytes=...
+ *   meminfo device=0 uuid=GPU-... name="NVIDIA H100 80GB HBM3" total_mib=3000 free_mib=2482 total_bytes=... free_bytes=...
  *   alloc device=0 mib=1000 allocated_mib=1000
  *   oom device=0 mib=4000 allocated_mib=0 error=CUDA_ERROR_OUT_OF_MEMORY
  *   hold seconds=30          (printed once the memory is held; the program then sleeps)
@@ -118,18 +118,25 @@ static int use_device(int ordinal, CUcontext *ctx) {
 
 static int print_meminfo(int ordinal) {
     char name[256];
+    CUuuid id;
     size_t free_bytes, total_bytes;
     CUresult result = cuDeviceGetName(name, sizeof name, ordinal);
     if (result != CUDA_SUCCESS) {
         return cuda_failed("cuDeviceGetName", result);
     }
+    result = cuDeviceGetUuid(&id, ordinal);
+    if (result != CUDA_SUCCESS) {
+        return cuda_failed("cuDeviceGetUuid", result);
+    }
     result = cuMemGetInfo(&free_bytes, &total_bytes);
     if (result != CUDA_SUCCESS) {
         return cuda_failed("cuMemGetInfo", result);
     }
-    printf("meminfo device=%d name=\"%s\" total_mib=%llu free_mib=%llu total_bytes=%zu free_bytes=%zu\n", ordinal,
-           name, (unsigned long long)(total_bytes / MIB), (unsigned long long)(free_bytes / MIB), total_bytes,
-           free_bytes);
+    const unsigned char *b = (const unsigned char *)id.bytes;
+    printf("meminfo device=%d uuid=GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x "
+           "name=\"%s\" total_mib=%llu free_mib=%llu total_bytes=%zu free_bytes=%zu\n", ordinal, b[0], b[1], b[2],
+           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15], name,
+           (unsigned long long)(total_bytes / MIB), (unsigned long long)(free_bytes / MIB), total_bytes, free_bytes);
     fflush(stdout);
     return 0;
 }

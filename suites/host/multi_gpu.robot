@@ -53,6 +53,15 @@ Under CUDA_VISIBLE_DEVICES The CUDA Context Counts Against The Limit
     ...    nvml_preInit() resets that map to identity; set_task_pid() then opens its probe context on CUDA device 0
     ...    (physical GPU 1) but looks for the new process on NVML device 0 (GPU 0), finds none, logs "host pid is
     ...    error!", and context_size stays 0.
+    ...    Measured on 2× H200 (driver 580.159.04, CUDA_DEVICE_MEMORY_LIMIT_0=2g, with
+    ...    tools/gpu-host/probe_visible_devices.py): every GPU visible, or a container given GPU 1: CUDA 2048 MiB
+    ...    total / 1530 free, "Primary Context Size==543162368", 1466 MiB allocates, 1594 MiB is refused ("Device 0
+    ...    OOM 2214592512 / 2147483648"). CUDA_VISIBLE_DEVICES=1 (and 1,0): 2048 total / 2048 free, the log shows
+    ...    "device 0 -> 1" and then "add_gpu_device_memory_lockfree:<pid> 0->0" and "host pid is error!"; 1984 MiB
+    ...    allocates, only 2112 MiB is refused. Holding 1000 MiB under CUDA_VISIBLE_DEVICES=1, plain nvidia-smi shows
+    ...    1527 MiB used on GPU 1, HAMi-core's nvidia-smi 1000 MiB used on GPU 0 and none on GPU 1.
+    ...    HAMi-core PR #305 (closed, not merged) pairs the probe context and the NVML device by UUID, which would fix
+    ...    this.
     [Tags]    HOST-043    known-bug:HAMi-core-225    robot:continue-on-failure
     Set HAMi-Core Environment    CUDA_VISIBLE_DEVICES=1    CUDA_DEVICE_MEMORY_LIMIT_0=${GPU0_LIMIT}
     Allocation Should Be Refused By HAMi-Core    ${ALLOCATION_BETWEEN_GPU_LIMITS_MIB}    ${GPU0_LIMIT_MIB}

@@ -68,7 +68,10 @@ def _build(work: Path, log: Path, headers: Path, stubs: str) -> None:
 
 
 def ensure_native(headers: Path, hooked: list[str]) -> Native:
-    """Build (once per input) our ``libcuda.so.1`` and ``gpu-workload``; ``hooked`` names HAMi-core's driver functions."""
+    """Build (once per input) our ``libcuda.so.1`` and ``gpu-workload``.
+
+    ``hooked`` names the driver functions HAMi-core resolves (:func:`sandbox.gpu.hami_core.driver_functions`).
+    """
     gcc = buildcache.require_tool("gcc", "compile the simulated CUDA driver")
     stubs = stub_source(hooked)
     gcc_version = subprocess.run([gcc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]

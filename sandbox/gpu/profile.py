@@ -57,7 +57,8 @@ def _check(gpus: Sequence[Gpu], driver: str, cuda: str) -> None:
         raise SandboxError(f"GPU indices must run 0..{len(gpus) - 1} in order, got {[gpu.index for gpu in gpus]}")
     for gpu in gpus:
         if not UUID_PATTERN.match(gpu.uuid):
-            raise SandboxError(f"GPU {gpu.index}: {gpu.uuid!r} is not a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+            raise SandboxError(f"GPU {gpu.index}: {gpu.uuid!r} is not a GPU UUID "
+                               "(GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
         if not gpu.name.strip() or not 0 <= gpu.reserved_mib < gpu.memory_mib:
             raise SandboxError(f"GPU {gpu.index}: needs a name and memory_mib > reserved_mib >= 0")
     if len({gpu.uuid for gpu in gpus}) != len(gpus):

@@ -4,7 +4,8 @@
  *   gpu-workload alloc MIB [--device N] [--step MIB] [--hold SECONDS]
  *
  * Each result is one line on stdout of space-separated key=value fields, first word the kind of line:
- *   meminfo device=0 uuid=GPU-... name="NVIDIA H100 80GB HBM3" total_mib=3000 free_mib=2482 total_bytes=... free_bytes=...
+ *   meminfo device=0 uuid=GPU-... name="NVIDIA H100 80GB HBM3" total_mib=3000 free_mib=2482 total_bytes=...
+ *           free_bytes=...
  *   alloc device=0 mib=1000 allocated_mib=1000
  *   oom device=0 mib=4000 allocated_mib=0 error=CUDA_ERROR_OUT_OF_MEMORY
  *   hold seconds=30          (printed once the memory is held; the program then sleeps)

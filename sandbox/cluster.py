@@ -15,6 +15,7 @@ from typing import Iterator
 import yaml
 
 from . import build, charts, config, control_plane, node_images, processes, tools, topology, twin
+from . import kubelet as kubelet_build
 from .errors import SandboxError
 from .pki import Pki
 from .progress import elapsed, say
@@ -106,7 +107,9 @@ def _up(topology_file: Path, load_hami: bool) -> Path:
         _load_images(run, bin_dir, config.pins().kubernetes)
         if load_hami:
             twin.load_hami(run, cli_tools.helm, gpu_topology)
-        for component in (_agent(run, topology_file), charts.component(run)):
+        kubelet = kubelet_build.ensure_binary()
+        for component in (_agent(run, topology_file), charts.component(run),
+                          *(_device_kubelet(kubelet, run, node.name) for node in gpu_topology.nodes)):
             proc = processes.start(component, run)
             processes.wait_ready(component, proc, run, START_TIMEOUT)
             say(f"{component.name} ready ({elapsed(time.monotonic() - started)})")
@@ -128,7 +131,8 @@ def down(quiet: bool = False) -> None:
 def _down(quiet: bool = False, keep_logs: bool = False) -> None:
     run = config.run_dir()
     started = time.monotonic()
-    order = ["node-agent", "chart-repo", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+    # the node's own processes first (the agent stops the pods it runs), then the control plane, newest first
+    order = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
     names = [c.name for c in state()]
     for name in sorted(names, key=lambda n: order.index(n) if n in order else -1):
         processes.stop(run, name, grace=AGENT_GRACE if name == "node-agent" else 3.0)
@@ -153,6 +157,20 @@ def _agent(run: Path, topology_file: Path) -> processes.Component:
         [],
         lambda: (run / "agent-status.json").exists(),
         env={"PYTHONPATH": str(config.REPO_DIR), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _device_kubelet(binary: Path, run: Path, node: str) -> processes.Component:
+    """The kubelet's device-plugin manager of one fake node (``sandbox/kubelet``): the Registration socket in the
+    node's root, the node's GPU capacity from ListAndWatch, Allocate for the node's pods (state files per container)."""
+    root = twin.node_dir(run, node) / "root"
+    socket = root / "var" / "lib" / "kubelet" / "device-plugins" / "kubelet.sock"
+    return processes.Component(
+        f"kubelet-{node}",
+        [str(binary), "--node", node, "--kubeconfig", str(run / "kubeconfig"), "--root", str(root),
+         "--state-dir", str(twin.node_dir(run, node) / "allocations")],
+        [],
+        socket.exists,
     )
 
 

@@ -104,6 +104,7 @@ def _up(topology_file: Path, load_hami: bool) -> Path:
         _install_default_pod_logs(run)
         _create_nodes(gpu_topology)
         _wait_for_default_service_account()
+        (run / "topology.path").write_text(str(topology_file.resolve()))
         _load_images(run, bin_dir, config.pins().kubernetes)
         if load_hami:
             twin.load_hami(run, cli_tools.helm, gpu_topology)

@@ -49,6 +49,11 @@ def _release(build: HamiBuild, role: str) -> dict[str, Any]:
             "dirty": build.info.get("dirty", False), "images": image["references"], "build": str(build.root)}
 
 
+def topology_of(run_dir: Path) -> topology.Topology:
+    """The topology the running sandbox was started with (recorded at ``up``)."""
+    return topology.load(Path((run_dir / "topology.path").read_text().strip()))
+
+
 def node_dir(run_dir: Path, node: str) -> Path:
     return run_dir / "nodes" / node
 

@@ -49,6 +49,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	resources map[string]*resource
+	closing   bool // set at shutdown: streams that end then are not a plugin's death
 }
 
 // New returns a Manager for the device-plugin directory dir (NODE_ROOT/var/lib/kubelet/device-plugins). onChange
@@ -180,7 +181,7 @@ func (m *Manager) follow(p *Plugin) {
 	err := p.listAndWatch(func(devices []*pluginapi.Device) { m.update(p, devices) })
 	m.mu.Lock()
 	res := m.resources[p.resource]
-	current := res != nil && res.plugin == p
+	current := res != nil && res.plugin == p && !m.closing
 	if current {
 		res.plugin = nil
 		for id := range res.devices {
@@ -190,7 +191,7 @@ func (m *Manager) follow(p *Plugin) {
 	m.mu.Unlock()
 	p.close()
 	if !current {
-		klog.V(2).InfoS("ListAndWatch of a replaced plugin connection ended", "resourceName", p.resource, "err", err)
+		klog.V(2).InfoS("ListAndWatch of a replaced or closed plugin connection ended", "resourceName", p.resource, "err", err)
 		return
 	}
 	klog.InfoS("ListAndWatch ended; the resource's devices are unhealthy until its plugin registers again",
@@ -220,6 +221,7 @@ func (m *Manager) update(p *Plugin, devices []*pluginapi.Device) {
 
 func (m *Manager) closeAll() {
 	m.mu.Lock()
+	m.closing = true
 	var plugins []*Plugin
 	for _, res := range m.resources {
 		if res.plugin != nil {

@@ -28,13 +28,14 @@ type Syncer struct {
 	kick       chan struct{}
 	period     time.Duration
 	retryDelay time.Duration
+	shown      map[string]devicemanager.Count // the counts last logged, by resource
 }
 
 // New returns a Syncer for node; counts gives the wanted figures per resource.
 func New(client kubernetes.Interface, node string, counts func() map[string]devicemanager.Count) *Syncer {
 	return &Syncer{
 		client: client, node: node, counts: counts, kick: make(chan struct{}, 1),
-		period: 10 * time.Second, retryDelay: time.Second,
+		period: 10 * time.Second, retryDelay: time.Second, shown: map[string]devicemanager.Count{},
 	}
 }
 
@@ -91,6 +92,11 @@ func (s *Syncer) sync(ctx context.Context) error {
 		c := want[name]
 		oldCap, oldAlloc := quantity(node.Status.Capacity, name), quantity(node.Status.Allocatable, name)
 		if oldCap == fmt.Sprint(c.Capacity) && oldAlloc == fmt.Sprint(c.Allocatable) {
+			if s.shown[name] != c {
+				klog.InfoS("Node capacity already as the plugin reports", "node", s.node, "resourceName", name,
+					"capacity", c.Capacity, "allocatable", c.Allocatable)
+				s.shown[name] = c
+			}
 			continue
 		}
 		patch.Capacity[name] = fmt.Sprint(c.Capacity)
@@ -109,6 +115,9 @@ func (s *Syncer) sync(ctx context.Context) error {
 	_, err = s.client.CoreV1().Nodes().Patch(ctx, s.node, types.MergePatchType, data, metav1.PatchOptions{}, "status")
 	if err != nil {
 		return fmt.Errorf("patch node %s status: %w", s.node, err)
+	}
+	for name := range patch.Capacity {
+		s.shown[name] = want[name]
 	}
 	return nil
 }

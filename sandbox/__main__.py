@@ -20,8 +20,11 @@ def _status() -> int:
         return 1
     for item in components:
         print(f"{item.name:<26} {'running, pid ' + str(item.pid) if item.pid else 'NOT RUNNING'}   log: {item.log}")
-    violations = netcheck.violations([item.pid for item in components if item.pid])
-    print("network: every socket on loopback" if not violations else "network: NOT LOOPBACK-ONLY: " + "; ".join(violations))
+    pods = netcheck.pod_pids(config.run_dir())
+    violations = netcheck.violations([item.pid for item in components if item.pid] + pods)
+    checked = f"{len(components)} components and {len(pods)} processes of real pods (each in its pod's namespace)"
+    print(f"network: every socket of {checked} on loopback" if not violations else
+          "network: NOT LOOPBACK-ONLY: " + "; ".join(violations))
     answering = cluster.api_answers()
     print(f"API server https://{config.HOST}:{config.PORTS.apiserver}: {'answering' if answering else 'NOT answering'}")
     print(f"KUBECONFIG={cluster.kubeconfig_path()}")

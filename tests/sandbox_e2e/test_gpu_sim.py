@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -112,25 +114,41 @@ def test_workload_allocates_under_the_limit_and_is_refused_over_it(sim: GpuSim, 
     assert fields(big.stdout, "oom")[0]["error"] == "CUDA_ERROR_OUT_OF_MEMORY"
 
 
+def first_line(proc: subprocess.Popen[bytes], prefixes: tuple[str, ...]) -> str:
+    """The first stdout line of ``proc`` starting with one of ``prefixes``; "" at its exit or after TIMEOUT."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + TIMEOUT
+    pending = ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while selector.select(timeout=max(0.0, deadline - time.monotonic())):
+            chunk = os.read(proc.stdout.fileno(), 4096).decode()
+            if not chunk:
+                return ""
+            *lines, pending = (pending + chunk).split("\n")
+            for line in lines:
+                if line.startswith(prefixes):
+                    return line
+    return ""
+
+
 @pytest.fixture
-def holder(sim: GpuSim, node: Path) -> Iterator[subprocess.Popen[str]]:
+def holder(sim: GpuSim, node: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A process of container A holding 2000 MiB under a 3000 MiB limit; stopped by pid at the end."""
     env = gpu_env(sim, node, {"CUDA_DEVICE_MEMORY_LIMIT": "3000m"})
-    proc = subprocess.Popen([str(sim.workload), "alloc", "2000", "--hold", "60"], env=env, text=True,
+    proc = subprocess.Popen([str(sim.workload), "alloc", "2000", "--hold", "60"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # bounded: the program prints 'hold' or exits within its own timeout
-            if line.startswith(("hold ", "oom ", "failed ")):
-                break
-        assert line.startswith("hold "), f"the holder did not get its memory: {line}"
+        line = first_line(proc, ("hold ", "oom ", "failed "))
+        assert line.startswith("hold "), f"the holder did not get its memory: {line!r}"
         yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=TIMEOUT)
 
 
-def test_processes_of_one_container_share_its_limit(sim: GpuSim, node: Path, holder: subprocess.Popen[str]) -> None:
+def test_processes_of_one_container_share_its_limit(sim: GpuSim, node: Path,
+                                                   holder: subprocess.Popen[bytes]) -> None:
     # Fault: a shared-region file per process -> the second process gets its own 3000 MiB.
     second = run([sim.workload, "alloc", "1000"], gpu_env(sim, node, {"CUDA_DEVICE_MEMORY_LIMIT": "3000m"}))
     assert second.returncode == 2, second.stdout + second.stderr
@@ -140,7 +158,7 @@ def test_processes_of_one_container_share_its_limit(sim: GpuSim, node: Path, hol
     assert int(oom.group(1)) == (2 * CONTEXT_MIB + 3000) << 20
 
 
-def test_another_container_has_its_own_limit(sim: GpuSim, node: Path, holder: subprocess.Popen[str]) -> None:
+def test_another_container_has_its_own_limit(sim: GpuSim, node: Path, holder: subprocess.Popen[bytes]) -> None:
     # Fault: containers sharing one shared-region file -> refused like the test above.
     other = run([sim.workload, "alloc", "1000"],
                 gpu_env(sim, node, {"CUDA_DEVICE_MEMORY_LIMIT": "3000m"}, cache="container-b.cache"))

@@ -77,14 +77,6 @@ def run(argv: list[str], what: str, log: Path, cwd: Path | None = None, env: Map
         raise SandboxError(f"{what} failed (exit {result.returncode}); full log: {log}\n" + "\n".join(tail))
 
 
-def built_seconds(directory: Path) -> float | None:
-    """How long the build of a cached piece took, from its stamp."""
-    try:
-        return float(json.loads((directory / STAMP).read_text())["seconds"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def ensure(kind: str, key: str, label: str, build: Callable[[Path, Path], None]) -> Path:
     """Return ``<cache>/gpu/<kind>/<key>``, running ``build(work_dir, log)`` first when it is not cached.
 

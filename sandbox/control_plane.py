@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import config
 from .pki import Pki
+from .agent import kubectl_exec
 from .processes import Component
 
 POD_CIDR = "127.100.0.0/16"
@@ -85,6 +86,13 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
     secure_serving = [f"--bind-address={host}", f"--cert-dir={run / 'serving-certs'}",
                       f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
                       "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics"]
+    kwok_argv = [
+        str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={config.STAGES_FILE}",
+        "--manage-all-nodes=true", f"--node-ip={host}", "--node-name=localhost",
+        f"--node-port={ports.kwok}", f"--server-address={host}:{ports.kwok}",
+        f"--tls-cert-file={pki.cert('kwok')}", f"--tls-private-key-file={pki.key('kwok')}",
+        f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
+        "--enable-crds=Logs,ClusterLogs,Exec,ClusterExec"]
     return [
         Component(
             "etcd",
@@ -137,13 +145,9 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
         ),
         Component(
             "kwok",
-            [str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={config.STAGES_FILE}",
-             "--manage-all-nodes=true", f"--node-ip={host}", "--node-name=localhost",
-             f"--node-port={ports.kwok}", f"--server-address={host}:{ports.kwok}",
-             f"--tls-cert-file={pki.cert('kwok')}", f"--tls-private-key-file={pki.key('kwok')}",
-             f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
-             "--enable-crds=Logs,ClusterLogs,Exec,ClusterExec"],
+            kubectl_exec.kwok_launch(run, kwok_argv, config.STAGES_FILE.parent),
             [ports.kwok],
             lambda: http_get(ports.kwok, "/healthz", tls=_unverified())[0] == 200,
+            exe=kwok_argv[0],
         ),
     ]

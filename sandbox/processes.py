@@ -24,6 +24,7 @@ class Component:
     ports: list[int]
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
+    exe: str = ""   # the program the process runs once started, when argv[0] is a launcher that execs it
 
     def log_file(self, run: Path) -> Path:
         return run / "logs" / f"{self.name}.log"
@@ -68,7 +69,7 @@ def start(component: Component, run: Path) -> subprocess.Popen:
                                     env=env, cwd=run, start_new_session=True)
         except OSError as error:
             raise SandboxError(f"cannot start {component.name} ({component.argv[0]}): {error}") from error
-    pid_file(run, component.name).write_text(f"{proc.pid}\n{component.argv[0]}\n")
+    pid_file(run, component.name).write_text(f"{proc.pid}\n{component.exe or component.argv[0]}\n")
     return proc
 
 

@@ -5,9 +5,9 @@ library only, no package imports) so it starts fast with ``-I``. Steps, all in t
 
 1. join the pod's network namespace (``/proc/<holder>/ns/net``) unless the pod uses the host network;
 2. unshare a private mount namespace and a UTS namespace (hostname = pod name, as in Kubernetes);
-3. build the container's root on a tmpfs: the host's ``/usr`` subfolders, ``/etc``, ``/proc`` and ``/sys``
-   read-only where possible, a minimal ``/dev``, private ``/tmp`` and ``/run``, then the image folder's files, then
-   the pod's volumes at their mount paths;
+3. build the container's root on a tmpfs: ``/proc`` and ``/sys``, a minimal ``/dev``, private ``/tmp`` and ``/run``;
+   unless the spec asks for a ``minimal`` root, the host's ``/usr`` folders (``host_usr``, default all) and ``/etc``
+   entries read-only as the image's base; then the image folder's files; then the volumes at their mount paths;
 4. chroot into it, switch user if the pod asks, and exec the command with the container's environment.
 
 Nothing here changes the host: every mount happens in the private mount namespace and disappears with it.
@@ -28,6 +28,7 @@ CLONE_NEWUTS = 0x04000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
@@ -36,6 +37,7 @@ MS_PRIVATE = 1 << 18
 HOST_USR_DIRS = ("bin", "lib", "lib64", "libexec", "sbin", "share")
 MERGED_USR_LINKS = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+ETC_SKIPPED = ("ld.so.preload", "hostname", "mtab")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -54,7 +56,7 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
            f"mount {source or fstype} on {target}")
 
 
-def _bind(source: str, target: str, readonly: bool) -> None:
+def _bind(source: str, target: str, readonly: bool, noexec: bool = False) -> None:
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
     else:
@@ -62,11 +64,14 @@ def _bind(source: str, target: str, readonly: bool) -> None:
         if not os.path.exists(target):
             open(target, "a").close()
     _mount(source, target, None, MS_BIND | MS_REC)
-    if readonly:
+    flags = (MS_RDONLY if readonly else 0) | (MS_NOEXEC | MS_NOSUID | MS_NODEV if noexec else 0)
+    if flags:
         try:
-            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
         except OSError:
-            pass  # a read-only remount is refused for some special mounts; they stay as the host has them
+            if noexec:
+                raise   # a folder that must not run programs never stays executable
+            # a read-only remount is refused for some special mounts; they stay as the host has them
 
 
 def _overlay_image(image_root: str, root: str, relative: str = "") -> None:
@@ -91,15 +96,19 @@ def _overlay_image(image_root: str, root: str, relative: str = "") -> None:
 def _build_root(spec: dict) -> str:
     root = spec["rootfs"]
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
-    usr = os.path.join(root, "usr")
-    os.makedirs(usr)
-    for name in HOST_USR_DIRS:
-        if os.path.isdir(f"/usr/{name}"):
-            _bind(f"/usr/{name}", os.path.join(usr, name), readonly=True)
-    os.makedirs(os.path.join(usr, "local", "bin"))
-    for name, target in MERGED_USR_LINKS.items():
-        os.symlink(target, os.path.join(root, name))
-    _bind("/etc", os.path.join(root, "etc"), readonly=True)
+    _base_dirs(root)
+    if not spec.get("minimal"):
+        _host_system(root, spec.get("host_usr", HOST_USR_DIRS))
+    if spec.get("image_root"):
+        _overlay_image(spec["image_root"], root)
+    for item in sorted(spec.get("mounts", []), key=lambda m: m["target"].count("/")):
+        _bind(item["source"], _inside(root, item["target"]), readonly=item.get("readonly", False),
+              noexec=item.get("noexec", False))
+    return root
+
+
+def _base_dirs(root: str) -> None:
+    """What every root has: /proc and /sys of this kernel, a minimal /dev, private /tmp and /run."""
     _bind("/proc", os.path.join(root, "proc"), readonly=False)
     _bind("/sys", os.path.join(root, "sys"), readonly=True)
     dev = os.path.join(root, "dev")
@@ -119,11 +128,28 @@ def _build_root(spec: dict) -> str:
     os.makedirs(os.path.join(root, "var"))
     os.symlink("/run", os.path.join(root, "var", "run"))
     os.makedirs(os.path.join(root, "root"), mode=0o700)
-    if spec.get("image_root"):
-        _overlay_image(spec["image_root"], root)
-    for item in sorted(spec.get("mounts", []), key=lambda m: m["target"].count("/")):
-        _bind(item["source"], _inside(root, item["target"]), readonly=item.get("readonly", False))
-    return root
+
+
+def _host_system(root: str, usr_dirs: list[str]) -> None:
+    """The host's programs and libraries as the image's base: the chosen /usr folders read-only, and /etc entry by
+    entry (so a container can get files of its own there, e.g. HAMi's /etc/ld.so.preload, without touching ours)."""
+    usr = os.path.join(root, "usr")
+    os.makedirs(os.path.join(usr, "local", "bin"))
+    for name in usr_dirs:
+        if os.path.isdir(f"/usr/{name}"):
+            _bind(f"/usr/{name}", os.path.join(usr, name), readonly=True)
+    for name, target in MERGED_USR_LINKS.items():
+        os.symlink(target, os.path.join(root, name))
+    etc = os.path.join(root, "etc")
+    os.makedirs(etc)
+    for name in sorted(os.listdir("/etc")):
+        if name in ETC_SKIPPED:
+            continue
+        source = os.path.join("/etc", name)
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), os.path.join(etc, name))
+        elif os.path.isdir(source) or os.path.isfile(source):
+            _bind(source, os.path.join(etc, name), readonly=True)
 
 
 def _inside(root: str, path: str, depth: int = 0) -> str:

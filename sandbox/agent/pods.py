@@ -24,7 +24,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import certgen, probes
+from . import certgen, kubectl_exec, probes
 from .containers import (BuiltinProcess, ContainerEnv, ContainerProcess, LaunchSpec, LogFile, Process,
                          container_env, expand, now, wants_gpu_driver)
 from .images import Catalog, Image
@@ -139,7 +139,7 @@ class PodWorker:
         if not self.pod.spec.host_network:
             self.network = PodNetwork.create(self.dir / "netns.pid")
             self.s.network_added(self.pod_ip, self.network)
-        self._create_logs_object()
+        self._create_kwok_objects()
 
     def _teardown(self) -> None:
         grace = min(float(self.pod.spec.termination_grace_period_seconds or 30), MAX_GRACE)
@@ -208,8 +208,11 @@ class PodWorker:
         else:
             item.env = self._env(item, image)
             spec_file = self.dir / "containers" / f"{item.spec.name}.json"
-            self._launch_spec(item, image).write(spec_file)
+            launch = self._launch_spec(item, image)
+            launch.write(spec_file)
             item.process = ContainerProcess(spec_file, log, self.dir / "pids" / f"{item.spec.name}.pid")
+            kubectl_exec.write_exec_file(self._exec_path(item), item.process.pid or 0, item.env, launch.uid,
+                                         launch.gid, launch.workdir)
         item.started_at = now()
         item.state = {"running": {"startedAt": item.started_at}}
         item.ready = item.spec.readiness_probe is None and not item.init
@@ -234,6 +237,7 @@ class PodWorker:
 
     def _exited(self, item: Container, code: int) -> None:
         finished = now()
+        self._exec_path(item).unlink(missing_ok=True)
         terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                       "startedAt": item.started_at, "finishedAt": finished}
         item.process = None
@@ -342,27 +346,35 @@ class PodWorker:
         return self.dir / "logs" / f"{item.spec.name}.log"
 
     # ------------------------------------------------------------------ what the API sees
-    def _create_logs_object(self) -> None:
-        """A kwok Logs object so ``kubectl logs`` reads the containers' real output."""
-        logs = [{"containers": [item.spec.name], "logsFile": str(self._log_path(item)), "follow": True}
-                for item in self.containers]
+    def _create_kwok_objects(self) -> None:
+        """kwok Logs and Exec objects: ``kubectl logs`` reads the containers' real output and ``kubectl exec``
+        enters the running container (``kubectl_exec.py``)."""
         for item in self.containers:
             self._log_path(item).parent.mkdir(parents=True, exist_ok=True)
             self._log_path(item).touch()
-        body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
-                "metadata": {"name": self.pod.metadata.name, "namespace": self.pod.metadata.namespace,
-                             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": self.pod.metadata.name,
-                                                  "uid": self.uid}]},
-                "spec": {"logs": logs}}
+        specs = {
+            "logs": ("Logs", {"logs": [{"containers": [item.spec.name], "logsFile": str(self._log_path(item)),
+                                        "follow": True} for item in self.containers]}),
+            "execs": ("Exec", {"execs": [{"containers": [item.spec.name], "local": {"envs": [
+                {"name": "HAMI_E2E_EXEC", "value": str(self._exec_path(item))}]}} for item in self.containers]}),
+        }
         objects = client.CustomObjectsApi(self.s.api)
         namespace, name = self.pod.metadata.namespace, self.pod.metadata.name
-        try:
-            objects.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, "logs", body)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            objects.delete_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, "logs", name)
-            objects.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, "logs", body)
+        for plural, (kind, spec) in specs.items():
+            body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": kind,
+                    "metadata": {"name": name, "namespace": namespace, "ownerReferences": [
+                        {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": self.uid}]},
+                    "spec": spec}
+            try:
+                objects.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, plural, body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                objects.delete_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, plural, name)
+                objects.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, plural, body)
+
+    def _exec_path(self, item: Container) -> Path:
+        return self.dir / "exec" / item.spec.name
 
     def status(self) -> dict[str, Any]:
         inits = [c for c in self.containers if c.init]

@@ -121,28 +121,51 @@ def _try(call):
         return None
 
 
-def test_exec_round_trip_keeps_stdout_stderr_and_the_environment_apart(api):
+REAL_POD = "sandbox-real-pod"
+RUNNABLE_IMAGE = "registry.k8s.io/kube-scheduler:{version}"   # an image the node agent runs for real
+
+
+def _exec(api, pod: str, command: list[str]):
     from kubernetes import client
     from kubernetes.stream import stream
 
-    _kwok_object(api, "Exec", "execs", {"execs": [{"containers": ["cuda"], "local": {
-        "workDir": "/tmp", "envs": [{"name": "SANDBOX_POD", "value": f"{NAMESPACE}/{POD}"}],
-        "securityContext": {"runAsUser": 65534, "runAsGroup": 65534}}}]})
+    resp = stream(client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod, NAMESPACE, container="main",
+                  command=command, stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    resp.run_forever(timeout=10)
+    return resp.read_stdout(), resp.read_stderr(), json.loads(resp.read_channel(3) or "{}")
+
+
+def test_exec_runs_inside_the_container_and_keeps_stdout_stderr_and_the_environment_apart(api):
+    from kubernetes import client
+
     core = client.CoreV1Api(api)
-
-    def run(command: list[str]):
-        resp = stream(core.connect_get_namespaced_pod_exec, POD, NAMESPACE, container="cuda", command=command,
-                      stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
-        resp.run_forever(timeout=10)
-        return resp.read_stdout(), resp.read_stderr(), resp.read_channel(3)
-
-    out, err, status = wait_for(lambda: _try(lambda: run(["sh", "-c", "echo $SANDBOX_POD; id -u; echo oops >&2"])),
-                                what="exec to answer")
-    assert out == f"{NAMESPACE}/{POD}\n65534\n"
+    core.create_namespaced_pod(NAMESPACE, {
+        "metadata": {"name": REAL_POD},
+        "spec": {"securityContext": {"runAsUser": 65534, "runAsGroup": 65534},
+                 "containers": [{"name": "main", "image": RUNNABLE_IMAGE.format(version=config.pins().kubernetes),
+                                 "command": ["sleep", "3600"], "workingDir": "/tmp",
+                                 "env": [{"name": "SANDBOX_POD", "value": f"{NAMESPACE}/{REAL_POD}"}]}]},
+    })
+    wait_for(lambda: core.read_namespaced_pod(REAL_POD, NAMESPACE).status.phase == "Running",
+             what="the real pod to run")
+    out, err, status = wait_for(lambda: _try(lambda: _exec(api, REAL_POD, [
+        "sh", "-c", "echo $SANDBOX_POD; id -u; pwd; hostname; echo oops >&2"])), what="exec to answer")
+    assert out == f"{NAMESPACE}/{REAL_POD}\n65534\n/tmp\n{REAL_POD}\n"
     assert err == "oops\n"
-    assert json.loads(status)["status"] == "Success"
-    _, _, failed = run(["sh", "-c", "exit 3"])
-    assert "exit status 3" in json.loads(failed)["message"]
+    assert status["status"] == "Success"
+    _, _, failed = _exec(api, REAL_POD, ["sh", "-c", "exit 3"])
+    assert "exit status 3" in failed["message"]
+
+
+def test_exec_never_runs_a_program_on_the_host(api):
+    """kwok runs exec'd commands as local processes: in the sandbox it is chrooted where only the exec helper
+    lives, so a host path or an unknown program is not found, and a pod kwok fakes has nothing to exec."""
+    for command in (["/usr/bin/python3", "-c", "print(1)"], ["no-such-program"]):
+        out, _, status = _exec(api, REAL_POD, command)
+        assert out == "" and status["status"] == "Failure", f"{command} ran: {out!r} {status}"
+        assert "not found" in status["message"] or "no such file" in status["message"], status["message"]
+    _, _, status = _try(lambda: _exec(api, POD, ["sh", "-c", "echo ran"])) or ("", "", {"status": "Failure"})
+    assert status.get("status") != "Success"
 
 
 def test_helm_installs_and_uninstalls_a_chart_of_our_own(sandbox):

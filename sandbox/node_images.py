@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 from . import config
-from .agent.images import Catalog, Image, normalize
+from .agent.images import GPU_CONTAINER, Catalog, Image, normalize
 
 
 def catalog(run_dir: Path) -> Catalog:
@@ -43,6 +44,34 @@ def kube_scheduler_image(bin_dir: Path, version: str) -> Image:
 def certgen_image() -> Image:
     return Image(refs=("*kube-webhook-certgen:*", "kube-webhook-certgen:*"), builtin="certgen",
                  description="kube-webhook-certgen create/patch, played by the node agent")
+
+
+# What a CUDA image gives a shell user, plus what the NVIDIA runtime injects (nvidia-smi) and our CUDA workload.
+# Nothing else runs in a GPU container: another program is not found (exit 127), as in an image without it.
+GPU_CONTAINER_TOOLS = ("sh", "bash", "cat", "env", "ls", "echo", "true", "false", "id", "grep", "head", "tail",
+                       "wc", "sleep", "ps", "kill", "test", "printf", "sort", "cut", "tr", "sed", "awk", "xargs",
+                       "date", "uname", "stat", "mkdir", "rm", "touch", "timeout", "nproc")
+
+
+def gpu_container_image(nvidia_smi: Path, workload: Path) -> Image:
+    """The root every HAMi-allocated GPU container runs in: the host's shell tools (``/usr/bin``, hard-linked),
+    ``nvidia-smi`` (Debian's 535, as the NVIDIA runtime would inject the driver's) and ``gpu-workload`` (ours: CUDA
+    driver API allocations). The pod's own image cannot run here; its command and exec'd commands use these."""
+    digest = hashlib.sha256(f"{nvidia_smi}:{workload}:{GPU_CONTAINER_TOOLS}".encode()).hexdigest()[:12]
+    root = config.cache_dir() / "images" / f"gpu-container-{digest}"
+    bin_dir = root / "usr" / "bin"
+    stamp = root.parent / f"{root.name}.complete"
+    if not stamp.exists():
+        for name in GPU_CONTAINER_TOOLS:
+            source = shutil.which(name, path="/usr/bin:/bin")
+            if source:
+                link_or_copy(Path(source).resolve(), bin_dir / name)
+        link_or_copy(nvidia_smi, bin_dir / "nvidia-smi")
+        link_or_copy(workload, bin_dir / "gpu-workload")
+        stamp.touch()
+    return Image(refs=(GPU_CONTAINER,), root=str(root),
+                 env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+                 description="GPU container: shell tools, nvidia-smi 535, gpu-workload")
 
 
 def hami_image(image_root: Path, refs: list[str], env: dict[str, str], description: str) -> Image:

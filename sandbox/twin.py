@@ -20,7 +20,7 @@ from typing import Any
 from . import charts, node_images, topology
 from .errors import SandboxError
 from .gpu import Gpu, GpuSim, ensure_all, write_profile
-from .hami.build import HamiBuild, ensure_build
+from .hami.build import HamiBuild, ensure_build, place_libvgpu
 from .hami.source import release_archive
 from .progress import say
 
@@ -60,8 +60,9 @@ def node_dir(run_dir: Path, node: str) -> Path:
 
 def install_node_drivers(run_dir: Path, gpu_topology: topology.Topology, sim: GpuSim) -> None:
     """Give each fake node its simulated NVIDIA driver, as the NVIDIA container runtime would mount it into GPU
-    containers: ``driver/`` (the mock ``libnvidia-ml.so.1``, our ``libcuda.so.1``) and ``mock-nvml.yaml`` (the
-    node's GPUs from the topology), plus ``nvml-processes/`` where GPU processes of that node are listed."""
+    containers: ``driver/`` (the mock ``libnvidia-ml.so.1``, our ``libcuda.so.1``) and ``nvml/`` with
+    ``config.yaml`` (the node's GPUs from the topology; ``nvml-mock-ctl`` writes fault ``overrides.yaml`` beside it)
+    and ``processes/`` where the node's GPU processes are listed (every container of the node sees them)."""
     for node in gpu_topology.nodes:
         base = node_dir(run_dir, node.name)
         driver = base / "driver"
@@ -72,16 +73,28 @@ def install_node_drivers(run_dir: Path, gpu_topology: topology.Topology, sim: Gp
                 if not target.exists():
                     node_images.link_or_copy(library, target)
         gpus = [Gpu(index, gpu.uuid, gpu.model, gpu.memory_mib) for index, gpu in enumerate(node.gpus)]
-        write_profile(base / "mock-nvml.yaml", gpus)
-        (base / "nvml-processes").mkdir(exist_ok=True)
+        write_profile(base / "nvml" / "config.yaml", gpus)
+        (base / "nvml").chmod(0o755)
+        (base / "nvml" / "processes").mkdir(exist_ok=True)
+        (base / "nvml" / "processes").chmod(0o1777)   # GPU containers run as an unprivileged user
+
+
+def write_knobs(run_dir: Path) -> dict[str, Any]:
+    """Fault knobs of the twin, read by the node agent: ``HAMI_E2E_HAMI_CORE=off`` runs GPU containers without
+    HAMi-core (no ``/etc/ld.so.preload``), the fault proof of the limit tests."""
+    knobs = {"hami_core": os.environ.get("HAMI_E2E_HAMI_CORE", "on").lower() not in ("off", "0", "false", "no")}
+    (run_dir / "knobs.json").write_text(json.dumps(knobs))
+    return knobs
 
 
 def load_hami(run_dir: Path, helm: Path, gpu_topology: topology.Topology, source: str | None = None) -> dict[str, Any]:
     """Build and load HAMi (current source and the previous release) and the nodes' simulated GPU drivers; never
     raises for a missing source: ``hami.json`` then says why HAMi is not available."""
     started = time.monotonic()
+    write_knobs(run_dir)
     try:
-        install_node_drivers(run_dir, gpu_topology, ensure_all())
+        sim = ensure_all()
+        install_node_drivers(run_dir, gpu_topology, sim)
         builds = [(ensure_build(source), "current")]
     except SandboxError as error:
         info = {"available": False, "reason": f"HAMi cannot be built: {error}"}
@@ -91,7 +104,9 @@ def load_hami(run_dir: Path, helm: Path, gpu_topology: topology.Topology, source
     if release_archive(PREVIOUS_RELEASE).exists():
         builds.append((ensure_build(PREVIOUS_RELEASE), "previous"))
     catalog = node_images.catalog(run_dir)
+    catalog.add(node_images.gpu_container_image(sim.nvidia_smi, sim.workload))
     for build, _ in builds:
+        place_libvgpu(build, sim.libvgpu)   # HAMi's image carries HAMi-core, as its Dockerfile builds it
         image = build.image()
         catalog.add(node_images.hami_image(build.image_dir, image["references"], image.get("env", {}),
                                            f"HAMi {build.version} from {build.info.get('source', '?')}"))

@@ -16,14 +16,16 @@ from .pods import Node
 
 
 def nodes_of(run_dir: Path, topology_file: Path) -> dict[str, Node]:
-    """The fake nodes with their root folders and, when prepared, their simulated driver."""
+    """The fake nodes with their root folders and, when prepared (``twin.install_node_drivers``), their driver."""
     nodes = {}
-    for node in topology.load(topology_file).nodes:
+    gpu_topology = topology.load(topology_file)
+    for node in gpu_topology.nodes:
         base = run_dir / "nodes" / node.name
-        driver = base / "driver"
-        profile = base / "mock-nvml.yaml"
+        driver, nvml = base / "driver", base / "nvml"
         nodes[node.name] = Node(node.name, base / "root", driver if driver.is_dir() else None,
-                                profile if profile.is_file() else None)
+                                nvml if nvml.is_dir() else None,
+                                {gpu.uuid: (gpu.model, gpu.memory_mib) for gpu in node.gpus}, base / "allocations",
+                                gpu_topology.resource_name)
     return nodes
 
 

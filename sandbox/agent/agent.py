@@ -20,6 +20,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from .. import config
+from .gpu_containers import allocated_by_hami
 from .images import Catalog, is_runnable_repository
 from .namespaces import PodNetwork
 from .pods import AgentServices, Node, PodWorker
@@ -35,9 +36,10 @@ STATUS_EVERY = 1.0
 
 
 def runs_for_real(pod: Any) -> bool:
-    """Pods the agent runs: those with an image of a repository the sandbox builds (kwok skips the same pods)."""
+    """Pods the agent runs (kwok's stages skip the same pods): those with an image of a repository the sandbox
+    builds, and those HAMi allocated GPUs to (``gpu_containers.py``)."""
     containers = list(pod.spec.containers or []) + list(pod.spec.init_containers or [])
-    return any(is_runnable_repository(c.image or "") for c in containers)
+    return any(is_runnable_repository(c.image or "") for c in containers) or allocated_by_hami(pod)
 
 
 class Agent:

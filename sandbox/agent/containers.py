@@ -141,6 +141,7 @@ class LaunchSpec:
     workdir: str = "/"
     uid: int | None = None
     gid: int | None = None
+    host_usr: tuple[str, ...] | None = None   # host /usr folders bound as the image's base (None: enter.py's all)
 
     def write(self, path: Path) -> None:
         self.rootfs.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,8 @@ class LaunchSpec:
         path.write_text(json.dumps({
             "argv": self.argv, "env": self.env, "rootfs": str(self.rootfs), "image_root": self.image_root,
             "mounts": self.mounts, "netns": self.netns, "hostname": self.hostname, "workdir": self.workdir,
-            "uid": self.uid, "gid": self.gid}, indent=1))
+            "uid": self.uid, "gid": self.gid,
+            **({"host_usr": list(self.host_usr)} if self.host_usr is not None else {})}, indent=1))
 
 
 class ContainerProcess:

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The root of every container HAMi allocated (built by node_images.gpu_container_image).
+GPU_CONTAINER = "hami-e2e/gpu-container:latest"
 # Keep in sync with the image regex in kwok/stages.yaml (a test checks it).
 RUNNABLE_REPOSITORIES = ("projecthami/hami", "kube-scheduler", "kube-webhook-certgen")
 

@@ -24,10 +24,10 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import certgen, kubectl_exec, probes
+from . import certgen, gpu_containers, kubectl_exec, probes
 from .containers import (BuiltinProcess, ContainerEnv, ContainerProcess, LaunchSpec, LogFile, Process,
                          container_env, expand, now, wants_gpu_driver)
-from .images import Catalog, Image
+from .images import GPU_CONTAINER, Catalog, Image
 from .namespaces import PodNetwork
 from .volumes import VolumeBuilder, VolumeNotReady
 
@@ -36,17 +36,23 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 MAX_GRACE = 10.0
 DRIVER_DIR = "/usr/local/nvidia/lib64"
-DRIVER_CONFIG = "/usr/local/nvidia/mock-nvml.yaml"
+NVML_DIR = "/usr/local/nvidia/nvml"           # the node's mock NVML files: config.yaml, overrides.yaml, processes/
+GPU_CONTAINER_PROFILE = "/usr/local/nvidia/container-gpus.yaml"
 
 
 @dataclass
 class Node:
-    """What the agent knows of one fake node: its root folder and its simulated driver (mock NVML + profile)."""
+    """What the agent knows of one fake node: its root folder, its simulated driver (libraries, and the mock NVML's
+    folder with the node's profile, fault overrides and GPU process list), its GPUs and the kubelet stand-in's
+    Allocate records."""
 
     name: str
     root: Path
     driver_dir: Path | None = None
-    driver_config: Path | None = None
+    nvml_dir: Path | None = None
+    gpus: dict[str, tuple[str, int]] = field(default_factory=dict)   # uuid -> (model, memory MiB)
+    allocations: Path | None = None
+    gpu_resource: str = "nvidia.com/gpu"
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Container:
     spec: Any
     init: bool
     image: Image | None = None
+    allocation: dict[str, Any] | None = None   # its Allocate response (a container HAMi gave GPUs)
     process: Process | None = None
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
@@ -97,6 +104,7 @@ class PodWorker:
         self.node = services.nodes.get(pod.spec.node_name) or Node(pod.spec.node_name,
                                                                     services.run_dir / "nodes" / pod.spec.node_name / "root")
         self.network: PodNetwork | None = None
+        self.gpu = gpu_containers.allocated_by_hami(pod)
         self.containers = [Container(c, True) for c in pod.spec.init_containers or []] + \
                           [Container(c, False) for c in pod.spec.containers]
         self.core = client.CoreV1Api(services.api)
@@ -163,6 +171,9 @@ class PodWorker:
 
     # ------------------------------------------------------------------ one supervision step
     def _step(self) -> None:
+        if self.gpu and not self._allocated():
+            self._message = "waiting for the device plugin's Allocate"
+            return
         if self._volumes is None:
             try:
                 self._volumes = VolumeBuilder(self.s.api, self.pod, self.dir, self.node.root).build()
@@ -179,6 +190,15 @@ class PodWorker:
             if item.init and not item.done:
                 return  # the next init container (and the containers) wait for this one
 
+    def _allocated(self) -> bool:
+        """HAMi's plugin sets bind-phase success before its Allocate answer reaches the kubelet stand-in, which then
+        records it: wait for both, for every container that asks for the GPU resource."""
+        if gpu_containers.bind_phase(self.pod) != "success" or self.node.allocations is None:
+            return False
+        wanted = [c.spec.name for c in self.containers
+                  if self.node.gpu_resource in ((c.spec.resources.limits or {}) if c.spec.resources else {})]
+        return all(gpu_containers.read_allocation(self.node.allocations, self.uid, name) for name in wanted)
+
     def _supervise(self, item: Container) -> None:
         if item.process is None:
             if time.monotonic() >= item.next_start:
@@ -191,7 +211,9 @@ class PodWorker:
         self._exited(item, code)
 
     def _launch(self, item: Container) -> None:
-        reference = item.spec.image
+        reference = GPU_CONTAINER if self.gpu else item.spec.image
+        if self.gpu and self.node.allocations is not None:
+            item.allocation = gpu_containers.read_allocation(self.node.allocations, self.uid, item.spec.name)
         image = self.s.catalog.find(reference)
         if image is None:
             tags = self.s.catalog.tags_of(reference)
@@ -290,9 +312,15 @@ class PodWorker:
         env = container_env(self.pod, item.spec, image, ContainerEnv(
             service_env=self.s.service_env(), lookup_config_map=self._config_map_value,
             lookup_secret=self._secret_value))
+        if self.gpu and item.allocation is not None:
+            env.update(gpu_containers.allocation_env(item.allocation))
         if wants_gpu_driver(env) and self.node.driver_dir is not None:
             env["LD_LIBRARY_PATH"] = ":".join(p for p in (env.get("LD_LIBRARY_PATH", ""), DRIVER_DIR) if p)
-            env["MOCK_NVML_CONFIG"] = DRIVER_CONFIG
+            env["MOCK_NVML_CONFIG"] = f"{NVML_DIR}/config.yaml"
+            if self.gpu:    # the container's own GPUs; the node's faults and GPU processes still apply
+                env["MOCK_NVML_CONFIG"] = GPU_CONTAINER_PROFILE
+                env["MOCK_NVML_OVERRIDES"] = f"{NVML_DIR}/overrides.yaml"
+            env["MOCK_NVML_PROCESS_DIR"] = f"{NVML_DIR}/processes"
         return env
 
     def _launch_spec(self, item: Container, image: Image) -> LaunchSpec:
@@ -304,18 +332,28 @@ class PodWorker:
             if mount.sub_path:
                 source = source / mount.sub_path
             mounts.append({"source": str(source), "target": mount.mount_path, "readonly": bool(mount.read_only)})
-        if wants_gpu_driver(item.env) and self.node.driver_dir is not None and self.node.driver_config is not None:
+        if wants_gpu_driver(item.env) and self.node.driver_dir is not None and self.node.nvml_dir is not None:
             mounts.append({"source": str(self.node.driver_dir), "target": DRIVER_DIR, "readonly": True})
-            mounts.append({"source": str(self.node.driver_config), "target": DRIVER_CONFIG, "readonly": True})
+            mounts.append({"source": str(self.node.nvml_dir), "target": NVML_DIR, "readonly": False})
+        uid = getattr(item.spec.security_context or self.pod.spec.security_context, "run_as_user", None)
+        gid = getattr(item.spec.security_context or self.pod.spec.security_context, "run_as_group", None)
+        host_usr = None
+        if self.gpu:
+            uid = uid if uid is not None else gpu_containers.DEFAULT_UID
+            gid = gid if gid is not None else uid
+            host_usr = gpu_containers.HOST_USR
+            if item.allocation is not None:
+                profile = self.dir / "gpu" / f"{item.spec.name}.yaml"
+                mounts += gpu_containers.allocation_mounts(item.allocation, self.node.root, uid, self.s.run_dir)
+                gpu_containers.write_container_profile(item.allocation, self.node.gpus, profile)
+                mounts.append({"source": str(profile), "target": GPU_CONTAINER_PROFILE, "readonly": True})
         argv = [expand(a, item.env) for a in list(item.spec.command or []) + list(item.spec.args or [])]
         if not argv:
             argv = ["/bin/sh"]
-        security = item.spec.security_context or self.pod.spec.security_context
         return LaunchSpec(argv=argv, env=item.env, rootfs=self.dir / "rootfs" / item.spec.name,
                           image_root=image.root, mounts=mounts,
                           netns=self.network.path if self.network else None, hostname=self.pod.metadata.name,
-                          workdir=item.spec.working_dir or "/",
-                          uid=getattr(security, "run_as_user", None), gid=getattr(security, "run_as_group", None))
+                          workdir=item.spec.working_dir or "/", uid=uid, gid=gid, host_usr=host_usr)
 
     def _config_map_value(self, name: str, key: str) -> str | None:
         try:

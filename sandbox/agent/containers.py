@@ -160,6 +160,7 @@ class ContainerProcess:
         self.popen = subprocess.Popen([sys.executable, "-I", str(ENTER), str(spec_file)], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self.pid: int | None = self.popen.pid
+        self._namespace: str | None = None
         self.pid_file = pid_file
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{self.popen.pid}\n{process_identity(self.popen.pid) or ''}\n")
@@ -167,16 +168,23 @@ class ContainerProcess:
 
     def poll(self) -> int | None:
         code = self.popen.poll()
-        if code is not None:
+        if code is None:
+            self._namespace = self._namespace or _container_namespace(self.popen.pid)
+        else:
             for pump in self._pumps:
                 pump.join(timeout=1)
             self.pid_file.unlink(missing_ok=True)
+            _signal_namespace(self._namespace, signal.SIGKILL)   # as when a container's init dies
+            self._namespace = None
         return code
 
     def stop(self, grace: float) -> int | None:
-        """TERM the container's process group, KILL it after ``grace`` seconds; returns the exit code."""
+        """TERM the container's process group and what was exec'd into it, KILL them after ``grace`` seconds;
+        returns the exit code."""
         if self.popen.poll() is None:
+            self._namespace = self._namespace or _container_namespace(self.popen.pid)
             _signal_group(self.popen.pid, signal.SIGTERM)
+            _signal_namespace(self._namespace, signal.SIGTERM)
             try:
                 self.popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
@@ -190,6 +198,28 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _container_namespace(pid: int) -> str | None:
+    """The container's own mount namespace (``mnt:[inode]``), or None while ``enter.py`` has not made it yet."""
+    try:
+        namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+        return namespace if namespace != os.readlink("/proc/self/ns/mnt") else None
+    except OSError:
+        return None
+
+
+def _signal_namespace(namespace: str | None, sig: int) -> None:
+    """Signal every process in the container's mount namespace: ``kubectl exec`` and exec probes enter it (see
+    ``hami-e2e-exec.c``) outside the container's process group, so a group signal alone would leave them running."""
+    if namespace is None:
+        return
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and os.readlink(f"/proc/{entry.name}/ns/mnt") == namespace:
+                os.kill(int(entry.name), sig)
+        except OSError:
+            continue
 
 
 class BuiltinProcess:

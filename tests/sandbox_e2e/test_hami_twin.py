@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from sandbox import netcheck, processes, topology, twin
+from sandbox.hami import source as hami_source
 
 from .conftest import REPO, sandbox_cli
 
@@ -406,11 +407,14 @@ def test_a_source_without_the_privileged_check_admits_the_privileged_pod(twin_sa
     code = webhook.read_text()
     assert code.count(PRIVILEGED_CHECK) == 1, f"{webhook} changed: find the privileged check anew"
     webhook.write_text(code.replace(PRIVILEGED_CHECK, "if false && hasPrivileged && hasResource {"))
+    mutant = webhook.parents[2]
+    release_build = twin_sandbox.build_dir("2.10.0")
     uninstall(twin_sandbox)
-    result = sandbox_cli("hami", "install", "--source", str(webhook.parents[2]), env=ENV, timeout=1800)
+    result = sandbox_cli("hami", "install", "--source", str(mutant), env=ENV, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
-    current = twin_sandbox.info()["releases"][0]
-    assert str(webhook.parents[2]) in current["source"], current
+    mutant_build = twin_sandbox.build_dir("2.10.0")
+    built_from = json.loads((mutant_build / "build.json").read_text())["content_sha256"]
+    assert mutant_build != release_build and built_from == hami_source.resolve(mutant).content_hash
     assert_processes_run(twin_sandbox, "2.10.0", running_hami(twin_sandbox, "2.10.0"))   # now the mutant's binaries
     try:
         create_through_webhook(twin_sandbox, gpu_pod("gpu-privileged", privileged=True))

@@ -11,7 +11,9 @@ HOST = "127.0.0.1"
 
 SANDBOX_DIR = Path(__file__).resolve().parent
 REPO_DIR = SANDBOX_DIR.parent
+# The wrapper module of the default Kubernetes version; every other version has its own in build/kube/<minor>/.
 KUBE_MODULE_DIR = SANDBOX_DIR / "build" / "kube"
+KUBE_VERSION_ENV = "HAMI_E2E_KUBE_VERSION"
 STAGES_FILE = SANDBOX_DIR / "kwok" / "stages.yaml"
 TOPOLOGY_FILE = REPO_DIR / "variables" / "sandbox_topology.yaml"
 
@@ -61,6 +63,17 @@ def _ports() -> Ports:
 PORTS = _ports()
 
 
+def service_cidr() -> str:
+    """The sandbox's Service range: loopback, and a different /16 per port offset (127.96 for offset 0, 127.97
+    for 1000, ...), so two sandboxes on one machine never listen on the same ClusterIP."""
+    return f"127.{96 + (PORT_OFFSET // 1000) % 32}.0.0/16"
+
+
+def kubernetes_service_ip() -> str:
+    """The ClusterIP of the `kubernetes` Service: the first address of the Service range."""
+    return service_cidr().replace(".0.0/16", ".0.1")
+
+
 @dataclass(frozen=True)
 class Pins:
     """Versions pinned by the wrapper module's go.mod (the single source of truth)."""
@@ -74,17 +87,63 @@ class Pins:
         return self.kubernetes.lstrip("v").split(".")[1]
 
 
-def pins() -> Pins:
-    text = (KUBE_MODULE_DIR / "go.mod").read_text()
+def _required(go_mod: Path, module: str) -> str | None:
+    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", go_mod.read_text(), re.MULTILINE)
+    return match.group(1) if match else None
 
-    def version(module: str) -> str:
-        match = re.search(rf"^\s*{re.escape(module)} (v\S+)", text, re.MULTILINE)
-        if not match:
-            raise RuntimeError(f"{module} is not required in {KUBE_MODULE_DIR / 'go.mod'}")
-        return match.group(1)
+
+def kube_modules() -> dict[str, Path]:
+    """Every Kubernetes minor the sandbox builds ("1.34" -> its wrapper module folder): the default one in
+    ``build/kube``, the others in ``build/kube/<minor>/``."""
+    default = _required(KUBE_MODULE_DIR / "go.mod", "k8s.io/kubernetes") or ""
+    modules = {".".join(default.lstrip("v").split(".")[:2]): KUBE_MODULE_DIR}
+    modules.update({go_mod.parent.name: go_mod.parent for go_mod in sorted(KUBE_MODULE_DIR.glob("*/go.mod"))})
+    return dict(sorted(modules.items(), key=lambda item: [int(part) for part in item[0].split(".")]))
+
+
+def default_kube_version() -> str:
+    return next(minor for minor, folder in kube_modules().items() if folder == KUBE_MODULE_DIR)
+
+
+def kube_version(requested: str | None = None) -> str:
+    """The Kubernetes minor to run: ``requested`` or ``HAMI_E2E_KUBE_VERSION`` (``1.34``, ``v1.34`` or the pinned
+    ``v1.34.4``), else the default. A version without a wrapper module is an error naming the ones there are."""
+    from .errors import SandboxError
+
+    wanted = (requested or os.environ.get(KUBE_VERSION_ENV) or "").strip().lstrip("v")
+    if not wanted:
+        return default_kube_version()
+    minor = ".".join(wanted.split(".")[:2])
+    modules = kube_modules()
+    if minor not in modules:
+        raise SandboxError(f"Kubernetes {wanted} is not one the sandbox builds (it has {', '.join(modules)}: "
+                           f"one wrapper module each under {KUBE_MODULE_DIR})")
+    pinned = _required(modules[minor] / "go.mod", "k8s.io/kubernetes")
+    if wanted.count(".") == 2 and f"v{wanted}" != pinned:
+        raise SandboxError(f"Kubernetes {minor} is pinned at {pinned} in {modules[minor] / 'go.mod'}, not v{wanted}")
+    return minor
+
+
+def kube_module_dir(version: str | None = None) -> Path:
+    """The wrapper module of ``version`` (default: :func:`kube_version`)."""
+    return kube_modules()[kube_version(version)]
+
+
+def pins(version: str | None = None) -> Pins:
+    """The pins of ``version`` (default: :func:`kube_version`). kwok is built from the default module (a kwok
+    release compiles only against the client libraries of one Kubernetes minor), so its pin comes from there when the
+    version's own module has none."""
+    go_mod = kube_module_dir(version) / "go.mod"
+
+    def version_of(module: str, *candidates: Path) -> str:
+        for candidate in candidates:
+            found = _required(candidate, module)
+            if found:
+                return found
+        raise RuntimeError(f"{module} is not required in {go_mod}")
 
     return Pins(
-        kubernetes=version("k8s.io/kubernetes"),
-        etcd=version("go.etcd.io/etcd/server/v3"),
-        kwok=version("sigs.k8s.io/kwok"),
+        kubernetes=version_of("k8s.io/kubernetes", go_mod),
+        etcd=version_of("go.etcd.io/etcd/server/v3", go_mod),
+        kwok=version_of("sigs.k8s.io/kwok", go_mod, KUBE_MODULE_DIR / "go.mod"),
     )

@@ -18,7 +18,6 @@ from .agent import kubectl_exec
 from .processes import Component
 
 POD_CIDR = "127.100.0.0/16"
-SERVICE_CIDR = "127.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_CRDS = ("logs", "clusterlogs", "execs", "clusterexecs")
 
@@ -113,9 +112,13 @@ def components(bin_dir: Path, run: Path, pki: Pki) -> list[Component]:
              f"--bind-address={host}", f"--advertise-address={host}", f"--secure-port={ports.apiserver}",
              f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
              f"--client-ca-file={pki.ca_cert}",
+             # published in kube-system/extension-apiserver-authentication; kube-schedulers in pods (HAMi's) read it
+             f"--requestheader-client-ca-file={pki.ca_cert}", "--requestheader-username-headers=X-Remote-User",
+             "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+             "--requestheader-allowed-names=hami-e2e-front-proxy",   # no client has this name: no proxying
              f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
              f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-             f"--service-cluster-ip-range={SERVICE_CIDR}",
+             f"--service-cluster-ip-range={config.service_cidr()}",
              "--authorization-mode=Node,RBAC", "--allow-privileged=true",
              # Endpoints may not hold loopback addresses, so the API server cannot publish its own (127.0.0.1) as
              # the `kubernetes` Service's endpoint; the node agent's proxy forwards that Service itself.

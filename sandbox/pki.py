@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import config
+
 VALIDITY = datetime.timedelta(days=30)
 
 
@@ -69,10 +71,10 @@ class Pki:
         _write_key(self.ca_key, ca_key)
         dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                "kubernetes.default.svc.cluster.local"]
-        # 127.96.0.1 is the ClusterIP of the `kubernetes` Service (first address of the loopback service range):
-        # pods the node agent runs reach the API server there, as in-cluster clients do.
+        # the ClusterIP of the `kubernetes` Service (first address of the loopback Service range): pods the node
+        # agent runs reach the API server there, as in-cluster clients do.
         self._leaf("apiserver", _name("kube-apiserver"), ca, ca_key, server=True, dns=dns,
-                   ips=["127.0.0.1", "127.96.0.1"])
+                   ips=["127.0.0.1", config.kubernetes_service_ip()])
         self._leaf("kwok", _name("kwok-kubelet"), ca, ca_key, server=True, dns=["localhost"])
         self._leaf("admin", _name("hami-e2e-admin", "system:masters"), ca, ca_key, server=False)
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import charts, node_images, topology
+from . import charts, config, node_images, topology
 from .errors import SandboxError
 from .gpu import Gpu, GpuSim, ensure_all, write_profile
 from .hami.build import HamiBuild, ensure_build, place_libvgpu
@@ -112,6 +112,7 @@ def load_hami(run_dir: Path, helm: Path, gpu_topology: topology.Topology, source
                                            f"HAMi {build.version} from {build.info.get('source', '?')}"))
     charts.publish(helm, [build.chart_dir for build, _ in builds], run_dir)
     info = {"available": True, "reason": "", "chart_repo": charts.url(), "repo_name": REPO_NAME,
+            "port_offset": config.PORT_OFFSET,
             "releases": [_release(build, role) for build, role in builds]}
     info_file(run_dir).write_text(json.dumps(info, indent=2))
     say(f"HAMi loaded: {', '.join(r['version'] for r in info['releases'])} "

@@ -84,14 +84,14 @@ Deleting One Sharing Pod Leaves The Others Running
 Pod Sees Its GPU Memory Limit In Nvidia Smi
     [Documentation]    Inside a pod with gpumem 3000, nvidia-smi reports memory.total 3000 MiB (HAMi-core shows the
     ...    limit, not the card) and lists only the GPU HAMi allocated.
-    [Tags]    HAMI-E2E-108    smoke    needs-real-gpu
+    [Tags]    HAMI-E2E-108    smoke
     Start GPU Pod    seen    gpumem=${LIMIT_MIB}    gpucores=30
     Pod Should See GPU Memory Limit    seen    ${LIMIT_MIB}
     Pod Should See Only Its Allocated GPUs    seen
 
 Sharing Pods Each See Their Own Limit In Nvidia Smi
     [Documentation]    Three pods sharing one GPU each see their own memory limit, not the card and not each other's.
-    [Tags]    HAMI-E2E-109    regression    needs-real-gpu
+    [Tags]    HAMI-E2E-109    regression
     ${uuid} =    First GPU Of Node    ${GPU_NODES}[0]
     Start Pods Sharing One GPU    ${uuid}    1000    2000    3000
     Pod Should See GPU Memory Limit    share-1    1000

@@ -1,8 +1,9 @@
 *** Settings ***
-Documentation     Enforcement: inside a HAMi pod on a real GPU, HAMi-core (libvgpu.so) makes the memory limit real:
-...               nvidia-smi reports it, allocations below it work, allocations above it fail with HAMi-core's OOM.
-...               Uses PYTORCH_IMAGE; the CUDA context alone takes about 518 MiB on an H100, so LIMIT_MIB must be
-...               at least about 1 GiB.
+Documentation     Enforcement: inside a HAMi pod, HAMi-core (libvgpu.so) makes the memory limit real: nvidia-smi
+...               reports it, allocations below it work, allocations above it fail with HAMi-core's OOM. On a
+...               cluster the allocations use PyTorch (PYTORCH_IMAGE, ALLOCATION_PROBE pytorch); on the sandbox the
+...               twin's gpu-workload (CUDA driver API) with the real HAMi-core. The CUDA context alone takes about
+...               518 MiB on an H100, so LIMIT_MIB must be at least about 1 GiB.
 
 Resource          ../resources/gpu_pods.resource
 
@@ -11,7 +12,7 @@ Suite Teardown    Finish Suite
 Test Setup        Start Test In Own Namespace
 Test Teardown     End Test And Clean Up
 
-Test Tags         needs-hami    needs-real-gpu    nvidia    feature:isolation
+Test Tags         needs-hami    nvidia    feature:isolation
 
 
 *** Test Cases ***

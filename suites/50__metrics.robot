@@ -50,7 +50,7 @@ Scheduler Reports The Installed HAMi Version
 Monitor Reports The Memory Limit Of A Container
     [Documentation]    After a CUDA/NVML call in the container (nvidia-smi), the vGPU monitor exposes
     ...    hami_vgpu_memory_limit_bytes for that container. Skipped when MONITOR_METRICS_URL is empty.
-    [Tags]    HAMI-E2E-504    regression    needs-real-gpu
+    [Tags]    HAMI-E2E-504    regression
     Skip If    not $MONITOR_METRICS_URL    MONITOR_METRICS_URL is empty: no vGPU monitor endpoint configured
     Start GPU Pod    watched    gpumem=${LIMIT_MIB}    gpucores=30
     Exec In Pod    watched    nvidia-smi

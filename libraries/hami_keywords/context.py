@@ -76,6 +76,7 @@ class WorkloadDefaults:
     node_selector: dict[str, str] = field(default_factory=dict)
     image_pull_policy: str = "IfNotPresent"
     termination_grace_period: int = 0
+    allocation_probe: str = "pytorch"   # or "gpu-workload" (the sandbox's CUDA driver API program)
 
 
 @dataclass
@@ -127,6 +128,8 @@ class Context:
     suite_started: dict[str, datetime] = field(default_factory=dict)
     capabilities: dict[str, tuple[bool, str]] = field(default_factory=dict)
     preflight: tuple[bool, str] | None = None
+    #: What the sandbox loaded (its hami.json) when the target is the sandbox.
+    sandbox_hami: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------------------------------------- clients
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -40,6 +41,7 @@ class HelmKeywords(LibraryComponent):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.installed: dict[tuple[str, str], InstalledRelease] = {}
+        self._major: int | None = None
 
     # ============================================================================================ plumbing
 
@@ -61,8 +63,17 @@ class HelmKeywords(LibraryComponent):
         parts.append("helm status: " + self.ctx.helm_status_text())
         return HelmFailure("\n".join(parts))
 
+    def _helm_major(self) -> int:
+        """The helm client's major version (3 or 4), asked once."""
+        if self._major is None:
+            match = re.search(r"v(\d+)\.", self.get_helm_version())
+            self._major = int(match.group(1)) if match else 3
+        return self._major
+
     def _release_record(self, release: str, namespace: str) -> dict[str, Any] | None:
-        result = self._helm(["list", "-n", namespace, "--all", "--filter", f"^{release}$", "-o", "json"])
+        # helm 3 lists only deployed and failed releases unless --all; helm 4 lists every status and has no --all
+        every_status = ["--all"] if self._helm_major() < 4 else []
+        result = self._helm(["list", "-n", namespace, *every_status, "--filter", f"^{release}$", "-o", "json"])
         try:
             rows = json.loads(result.stdout or "[]")
         except json.JSONDecodeError:

@@ -47,11 +47,25 @@ class TargetKeywords(LibraryComponent):
         if result.returncode != 0:
             raise self.fail(f"the sandbox did not start:\n{result.stdout.strip()}")
         sys.path.insert(0, str(REPO))
-        from sandbox import cluster, config  # the sandbox package lives at the repository root
+        from sandbox import cluster, config, twin  # the sandbox package lives at the repository root
 
         self.ctx.kubeconfig = str(cluster.kubeconfig_path())
         self.ctx.kube_context = None
         self.ctx.helm_binary = json.loads((config.run_dir() / "tools.json").read_text())["helm"]
+        self._use_sandbox_hami(twin.read_info(config.run_dir()))
+
+    def _use_sandbox_hami(self, info: dict) -> None:
+        """What the sandbox loaded decides whether needs-hami tests run, and where its charts are served."""
+        builtin = BuiltIn()
+        builtin.set_global_variable("${HAMI_AVAILABLE}", bool(info.get("available")))
+        builtin.set_global_variable("${HAMI_UNAVAILABLE_REASON}", info.get("reason") or "")
+        if info.get("available"):
+            builtin.set_global_variable("${HAMI_CHART_REPO_URL}", info["chart_repo"])
+            # HAMi's metrics NodePorts, served on the nodes' loopback address (shifted with HAMI_E2E_PORT_OFFSET)
+            for variable, node_port in (("${SCHEDULER_METRICS_URL}", 31993), ("${MONITOR_METRICS_URL}", 31992)):
+                builtin.set_global_variable(variable, f"http://127.0.0.1:{node_port + info.get('port_offset', 0)}/metrics")
+            self.ctx.sandbox_hami = info
+        logger.info(f"HAMi in the sandbox: {json.dumps(info, indent=1)}")
 
     @keyword(tags=("Target",))
     def record_run_metadata(self, target: str, hami_chart_version: str = "", driver_version: str = "",
@@ -81,8 +95,13 @@ class TargetKeywords(LibraryComponent):
 
     def _describe_target(self, target: str) -> str:
         if target == "sandbox":
-            return ("sandbox (offline: real kube-apiserver/etcd/scheduler, kwok-simulated GPU nodes; "
-                    "no real GPU, no real HAMi)")
+            hami = self.ctx.sandbox_hami
+            if not hami:
+                return ("sandbox (offline: real kube-apiserver/etcd/scheduler, kwok-simulated GPU nodes; no HAMi: "
+                        f"{BuiltIn().get_variable_value('${HAMI_UNAVAILABLE_REASON}', '')})")
+            source = hami["releases"][0]
+            return (f"sandbox GPU twin (offline: real kube-apiserver/etcd/scheduler; HAMi's real scheduler, webhook, "
+                    f"device plugin and HAMi-core from {source['source']}; kwok nodes, simulated GPUs)")
         return f"cluster (kubeconfig context {self.ctx.kube_context or 'current'})"
 
     def _hami_release(self, expected_version: str) -> str:

@@ -37,6 +37,9 @@ ALLOCATION_PROBE = (
 )
 
 
+ALLOCATION_PROBES = ("pytorch", "gpu-workload")
+
+
 class NodePolicy(Enum):
     """Node ranking asked for with ``hami.io/node-scheduler-policy``."""
 
@@ -194,6 +197,7 @@ class WorkloadKeywords(LibraryComponent):
         tolerations: list[dict[str, Any]] | None = None,
         node_selector: dict[str, str] | None = None,
         image_pull_policy: str | None = None,
+        allocation_probe: str | None = None,
     ) -> None:
         """Sets what every pod built by `Build GPU Pod Spec` gets unless the keyword call says otherwise.
 
@@ -203,6 +207,7 @@ class WorkloadKeywords(LibraryComponent):
         | ``tolerations`` | List of toleration dicts (from a variable file). |
         | ``node_selector`` | Node selector dict added to every pod. |
         | ``image_pull_policy`` | ``IfNotPresent`` (default), ``Always`` or ``Never``. |
+        | ``allocation_probe`` | How `Allocate GPU Memory In Pod` allocates: ``pytorch`` (default; the image needs PyTorch with CUDA) or ``gpu-workload`` (the sandbox's CUDA driver API program, ``gpu-workload alloc <MiB>``). |
 
         Example:
         | `Configure Workload Defaults`    image=${CUDA_IMAGE}    tolerations=${POD_TOLERATIONS}
@@ -218,6 +223,10 @@ class WorkloadKeywords(LibraryComponent):
             defaults.node_selector = dict(node_selector)
         if image_pull_policy:
             defaults.image_pull_policy = image_pull_policy
+        if allocation_probe:
+            if allocation_probe not in ALLOCATION_PROBES:
+                raise HamiE2EFailure(f"allocation_probe {allocation_probe!r} is not one of {sorted(ALLOCATION_PROBES)}")
+            defaults.allocation_probe = allocation_probe
 
     @keyword(tags=("Pod", "Configuration"))
     def configure_vendor_names(self, **names: str) -> None:
@@ -822,17 +831,21 @@ class WorkloadKeywords(LibraryComponent):
         python: str = "python3",
         timeout: timedelta | None = None,
     ) -> ExecResult:
-        """Allocates ``mib`` MiB of device memory with PyTorch inside the container; returns the `Exec In Pod` result.
+        """Allocates ``mib`` MiB of device memory inside the container; returns the `Exec In Pod` result.
 
-        The image must have PyTorch with CUDA (``${PYTORCH_IMAGE}``). Any exit status is accepted; use
-        `GPU Memory Allocation Should Succeed` or `GPU Memory Allocation Should Fail With HAMi OOM` to assert.
+        The probe is the one `Configure Workload Defaults` chose: PyTorch (the image must have PyTorch with CUDA,
+        ``${PYTORCH_IMAGE}``) or, on the sandbox, ``gpu-workload alloc <mib>`` (CUDA driver API). Any exit status
+        is accepted; use `GPU Memory Allocation Should Succeed` or `GPU Memory Allocation Should Fail With HAMi
+        OOM` to assert.
 
         Example:
         | ${result} =    `Allocate GPU Memory In Pod`    probe    2500
         """
-        return self.exec_in_pod(
-            name, [python, "-c", ALLOCATION_PROBE, str(mib)], container, namespace, timeout, expected_rc=None
-        )
+        if self.ctx.workload.allocation_probe == "gpu-workload":
+            argv = ["gpu-workload", "alloc", str(mib)]
+        else:
+            argv = [python, "-c", ALLOCATION_PROBE, str(mib)]
+        return self.exec_in_pod(name, argv, container, namespace, timeout, expected_rc=None)
 
     @keyword("GPU Memory Allocation Should Succeed", tags=("Pod", "Exec", "HAMi", "Assertion"))
     def gpu_memory_allocation_should_succeed(

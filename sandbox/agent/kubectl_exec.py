@@ -86,6 +86,7 @@ def kwok_launch(run_dir: Path, kwok_argv: list[str], stages_dir: Path) -> list[s
             {"source": str(stages_dir), "target": str(stages_dir), "readonly": True, "noexec": True},
             {"source": kwok_argv[0], "target": kwok_argv[0], "readonly": True},
             {"source": str(bin_dir(run_dir)), "target": "/usr/bin", "readonly": True},
+            {"source": str(bin_dir(run_dir)), "target": "/bin", "readonly": True},
         ],
     }
     spec_file = run_dir / "kwok-root.json"

@@ -233,8 +233,10 @@ class PodWorker:
             launch = self._launch_spec(item, image)
             launch.write(spec_file)
             item.process = ContainerProcess(spec_file, log, self.dir / "pids" / f"{item.spec.name}.pid")
-            kubectl_exec.write_exec_file(self._exec_path(item), item.process.pid or 0, item.env, launch.uid,
-                                         launch.gid, launch.workdir)
+            if _wait_entered(item.process):
+                # only now: an exec into a container still being built would enter the host's namespaces
+                kubectl_exec.write_exec_file(self._exec_path(item), item.process.pid or 0, item.env, launch.uid,
+                                             launch.gid, launch.workdir)
         item.started_at = now()
         item.state = {"running": {"startedAt": item.started_at}}
         item.ready = item.spec.readiness_probe is None and not item.init
@@ -246,10 +248,8 @@ class PodWorker:
             self._post_start(item, list(hook._exec.command))
 
     def _post_start(self, item: Container, command: list[str]) -> None:
-        for _ in range(50):     # the container's namespaces exist once enter.py has exec'd
-            if item.process and item.process.pid and _entered(item.process.pid):
-                break
-            time.sleep(0.02)
+        if item.process is None or not _wait_entered(item.process):
+            return
         result = probes.exec_in_container(item.process.pid, command, item.env, 30)  # type: ignore[union-attr]
         output = (result.stdout + result.stderr).decode(errors="replace").strip()
         if result.returncode != 0:
@@ -473,6 +473,16 @@ class PodWorker:
         except ApiException:
             pass   # events are best effort, as in the kubelet
         self.s.log(f"pod {self.key}: {reason}: {message}")
+
+
+def _wait_entered(process: Process, timeout: float = 10.0) -> bool:
+    """Wait until the container entry has built the container's root and exec'd its command (False if it died)."""
+    deadline = time.monotonic() + timeout
+    while process.pid and process.poll() is None and time.monotonic() < deadline:
+        if _entered(process.pid):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def _entered(pid: int) -> bool:

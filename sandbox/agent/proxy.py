@@ -1,6 +1,7 @@
 """Services on loopback: the sandbox's stand-in for kube-proxy, between the host and the pods' network namespaces.
 
-Every ClusterIP is a loopback address (the service range is 127.96.0.0/16), so the proxy listens on
+Every ClusterIP is a loopback address (the Service range is 127.96.0.0/16, one /16 higher per 1000 of port
+offset: ``config.service_cidr``), so the proxy listens on
 ``<ClusterIP>:<port>`` in the host's namespace (the API server calls HAMi's webhook through its Service there),
 plus ``127.0.0.1:<nodePort>`` in the host's namespace for NodePort services (how a user reaches HAMi's metrics on a
 node; shifted by ``HAMI_E2E_PORT_OFFSET`` like every sandbox port). A connection goes to a ready endpoint: an endpoint that is a real pod is reached at ``127.0.0.1:<targetPort>``

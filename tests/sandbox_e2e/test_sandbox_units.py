@@ -44,10 +44,12 @@ def test_duplicate_uuid_is_refused(tmp_path: Path):
 def test_serving_certificates_name_only_loopback(tmp_path: Path):
     pki = Pki(tmp_path)
     pki.create()
-    for name in ("apiserver", "kwok"):
+    expected = {"apiserver": ["127.0.0.1", config.kubernetes_service_ip()], "kwok": ["127.0.0.1"]}
+    for name, ips in expected.items():
         cert = x509.load_pem_x509_certificate(pki.cert(name).read_bytes())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+        assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ips
+        assert all(ip.startswith("127.") for ip in ips)
     admin = x509.load_pem_x509_certificate(pki.cert("admin").read_bytes())
     assert "system:masters" in admin.subject.rfc4514_string()
 

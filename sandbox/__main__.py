@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def _status() -> int:
     checked = f"{len(components)} components and {len(pods)} processes of real pods (each in its pod's namespace)"
     print(f"network: every socket of {checked} on loopback" if not violations else
           "network: NOT LOOPBACK-ONLY: " + "; ".join(violations))
+    print(f"Kubernetes {cluster.running_kube_version() or 'version not recorded'}")
     answering = cluster.api_answers()
     print(f"API server https://{config.HOST}:{config.PORTS.apiserver}: {'answering' if answering else 'NOT answering'}")
     print(f"KUBECONFIG={cluster.kubeconfig_path()}")
@@ -44,17 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the sandbox (no-op when it already runs)")
-    up.add_argument("--topology", type=Path, default=config.TOPOLOGY_FILE, help="GPU topology YAML")
+    up.add_argument("--topology", type=Path,
+                    help=f"GPU topology YAML (default: ${config.TOPOLOGY_ENV} or {config.TOPOLOGY_FILE.name})")
     up.add_argument("--no-hami", action="store_true",
                     help="do not build or load HAMi (only the control plane and the fake nodes)")
     commands.add_parser("down", help="stop every sandbox process and remove its files (the cache stays)")
     commands.add_parser("status", help="say what runs; exit 0 only when everything runs and the API answers")
     commands.add_parser("env", help="print shell exports for KUBECONFIG and the helm/kubectl PATH")
-    commands.add_parser("build", help="build or reuse the cached binaries and tools; print their directory")
+    build_cmd = commands.add_parser("build", help="build or reuse the cached binaries and tools; print their directory")
+    for parser_ in (up, build_cmd):
+        parser_.add_argument("--kube-version", metavar="MINOR",
+                             help=f"Kubernetes version, e.g. 1.34 (default: ${config.KUBE_VERSION_ENV} or "
+                                  f"{config.default_kube_version()}; one of {', '.join(config.kube_modules())})")
     hami_cli.add_parser(commands)
     gpu_cli.add_parser(commands)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "kube_version", None):
+            os.environ[config.KUBE_VERSION_ENV] = config.kube_version(args.kube_version)   # also for child processes
         if args.command == "hami":
             return hami_cli.run(args)
         if args.command == "gpu":

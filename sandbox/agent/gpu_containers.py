@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..gpu import Gpu, write_profile
 from .volumes import host_path
 
@@ -80,15 +82,21 @@ def allocation_mounts(allocation: dict[str, Any], node_root: Path, uid: int, run
     return mounts
 
 
-def write_container_profile(allocation: dict[str, Any], node_gpus: dict[str, tuple[str, int]], path: Path) -> None:
-    """A mock NVML profile of the allocated GPUs only, renumbered from 0, as a container sees them."""
+def write_container_profile(allocation: dict[str, Any], node_gpus: dict[str, tuple[str, int]], path: Path,
+                            node_profile: Path | None = None) -> None:
+    """A mock NVML profile of the allocated GPUs only, renumbered from 0, as a container sees them; the driver and
+    CUDA versions are the node's (from its profile ``node_profile``, as ``twin.install_node_drivers`` wrote it)."""
     visible = allocation_env(allocation).get("NVIDIA_VISIBLE_DEVICES", "")
     uuids = [uuid.strip() for uuid in visible.split(",") if uuid.strip()]
     missing = [uuid for uuid in uuids if uuid not in node_gpus]
     if missing or not uuids:
         raise ValueError(f"Allocate named GPUs {uuids} but the node has {sorted(node_gpus)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_profile(path, [Gpu(index, uuid, *node_gpus[uuid]) for index, uuid in enumerate(uuids)])
+    versions = {}
+    if node_profile is not None and node_profile.exists():
+        system = (yaml.safe_load(node_profile.read_text()) or {}).get("system") or {}
+        versions = {"driver": str(system["driver_version"]), "cuda": str(system["cuda_version"])}
+    write_profile(path, [Gpu(index, uuid, *node_gpus[uuid]) for index, uuid in enumerate(uuids)], **versions)
 
 
 def _hand_over(path: Path, uid: int) -> None:

@@ -345,7 +345,8 @@ class PodWorker:
             if item.allocation is not None:
                 profile = self.dir / "gpu" / f"{item.spec.name}.yaml"
                 mounts += gpu_containers.allocation_mounts(item.allocation, self.node.root, uid, self.s.run_dir)
-                gpu_containers.write_container_profile(item.allocation, self.node.gpus, profile)
+                node_profile = self.node.nvml_dir / "config.yaml" if self.node.nvml_dir else None
+                gpu_containers.write_container_profile(item.allocation, self.node.gpus, profile, node_profile)
                 mounts.append({"source": str(profile), "target": GPU_CONTAINER_PROFILE, "readonly": True})
         argv = [expand(a, item.env) for a in list(item.spec.command or []) + list(item.spec.args or [])]
         if not argv:

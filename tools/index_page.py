@@ -7,6 +7,7 @@ from html import escape
 from pathlib import Path
 
 import history_page
+import matrix_page
 from archive import RunSummary, summaries
 from pages import document, write_page
 
@@ -24,10 +25,11 @@ def write_index(root: Path) -> Path:
     written atomically."""
     runs = summaries(root)
     history_page.write_history(root, runs)
-    return write_page(root, "index.html", render(runs))
+    return write_page(root, "index.html", render(runs, matrices=matrix_page.index_section(root)))
 
 
-def render(runs: list[RunSummary], now: datetime | None = None) -> str:
+def render(runs: list[RunSummary], now: datetime | None = None, matrices: str = "") -> str:
+    """The index page; ``matrices`` is the list of compatibility matrix runs (``matrix_page.index_section``)."""
     now = now or datetime.now(timezone.utc)
     groups: dict[str, list[RunSummary]] = {}
     for run in runs:  # already newest first, so releases come out ordered by their newest run
@@ -44,6 +46,8 @@ def render(runs: list[RunSummary], now: datetime | None = None) -> str:
             f'<a href="#release-{escape(name)}">{escape(name)}</a>' for name in groups) + "</nav>")
     else:
         body.append("<p>No runs archived yet. Start one with <code>.venv/bin/python tools/run_suites.py</code>.</p>")
+    if matrices:
+        body.append(matrices)
     for release, release_runs in groups.items():
         body.append(_release_section(release, release_runs))
     return document("hami-e2e run archive", CSS, body)

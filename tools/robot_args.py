@@ -43,6 +43,12 @@ Default path: suites/. Default variable file: variables/sandbox.yaml (when no
 Wrapper options:
   --release NAME        Archive under this release instead of HAMI_CHART_VERSION
                         from the variable files ('unknown' when none is found).
+  --matrix FILE         Run the suite once per cell of a compatibility matrix
+                        (Kubernetes versions x sandbox GPU topologies, see
+                        tools/matrix.py and variables/matrix_sandbox.yaml): the
+                        sandbox is restarted per cell, each cell archived as
+                        release <release>+<cell>, plus a matrix page and one
+                        combined report under <results root>/matrix/.
   --results-root DIR    Archive root (default: {DEFAULT_RESULTS_ROOT}).
   --pabot N             Run through pabot with N processes and --testlevelsplit;
                         tests tagged with a serial tag run afterwards in one
@@ -80,6 +86,7 @@ class Invocation:
     """One parsed ``run_suites.py`` command line."""
 
     release: str | None = None
+    matrix: Path | None = None
     results_root: Path = DEFAULT_RESULTS_ROOT
     pabot: int | None = None
     pabot_split: str = "test"
@@ -113,6 +120,8 @@ def parse_command_line(argv: list[str]) -> Invocation:
     if owned:
         raise UsageError(f"{', '.join(owned)} cannot be used: the archive decides where outputs go "
                          f"(use --results-root DIR to move the whole archive).")
+    if inv.rerun_failed and inv.matrix:
+        raise UsageError("--rerun-failed works on one run folder, not on a --matrix run.")
     if inv.rerun_failed and paths:
         raise UsageError("--rerun-failed reruns the paths of the original run: give no paths.")
     inv.robot_options = opts
@@ -137,7 +146,7 @@ def parse_command_line(argv: list[str]) -> Invocation:
 
 
 def _take_wrapper_options(argv: list[str], inv: Invocation) -> list[str]:
-    values = {"--release", "--results-root", "--pabot", "--pabot-split", "--serial-tag", "--run-dir"}
+    values = {"--release", "--matrix", "--results-root", "--pabot", "--pabot-split", "--serial-tag", "--run-dir"}
     rest: list[str] = []
     i = 0
     while i < len(argv):
@@ -169,6 +178,8 @@ def _take_wrapper_options(argv: list[str], inv: Invocation) -> list[str]:
 def _set_wrapper_value(inv: Invocation, name: str, value: str) -> None:
     if name == "--release":
         inv.release = value
+    elif name == "--matrix":
+        inv.matrix = Path(value).resolve()
     elif name == "--results-root":
         inv.results_root = Path(value).resolve()
     elif name == "--pabot":

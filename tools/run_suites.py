@@ -6,6 +6,7 @@
     .venv/bin/python tools/run_suites.py --pabot 4 --variablefile variables/lab.yaml
     .venv/bin/python tools/run_suites.py --rerun-failed
     .venv/bin/python tools/run_suites.py --strict-known-bugs   # known-bug:* failures count as FAIL
+    .venv/bin/python tools/run_suites.py --matrix variables/matrix_sandbox.yaml   # once per matrix cell
 
 ``--help`` lists the wrapper options. The exit code is robot's (the number of failed tests, 252 for bad
 options or data); after ``--rerun-failed`` it is that of the merged result.
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import archive  # noqa: E402
+import matrix  # noqa: E402
 import runners  # noqa: E402
 from index_page import write_index  # noqa: E402
 from release import release_name  # noqa: E402
@@ -41,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if inv.rerun_failed:
         return rerun(inv)
+    if inv.matrix:
+        try:
+            return matrix.run_matrix(inv.matrix, sys.argv[1:] if argv is None else argv, inv.results_root,
+                                     lambda cell_argv: run(parse_command_line(cell_argv)))
+        except UsageError as error:
+            print(f"[ ERROR ] {error}", file=sys.stderr)
+            return runners.RC_DATA_ERROR
     return run(inv)
 
 

@@ -23,6 +23,7 @@ SUITE = """\
 *** Settings ***
 Documentation       Throwaway suite: one test fails on Kubernetes 1.34 only, one on the a100 topology only.
 Metadata            Target    sandbox
+Metadata            GPU models    gpu-node-0: 2 x Fake-GPU
 
 
 *** Test Cases ***
@@ -119,6 +120,7 @@ def test_matrix_page_has_each_cell_counts_links_and_the_tests_that_differ(finish
     assert "1 pass, 2 fail, 0 skip" in page      # 1.34/a100
     assert "3 pass, 0 fail, 0 skip" in page      # 1.36/h100
     assert "sandbox up failed" in page
+    assert "GPU models: gpu-node-0: 2 x Fake-GPU" in page   # the topology row names what its cells recorded
     differing = page.split("Tests whose outcome differs between cells")[1]
     assert "HAMI-E2E-902" in differing and "HAMI-E2E-903" in differing and "HAMI-E2E-901" not in differing
     assert 'title="broken on 1.34' in differing

@@ -44,7 +44,7 @@ def write_matrix_page(folder: Path, results_root: Path, record: dict) -> Path:
     for label in labels:
         first = next(cell for cell in record["cells"] if cell["label"] == label)
         files = " ".join(f"<code>{escape(f)}</code>" for f in [first["topology"], *first["variables"]])
-        row = [f"<th>{escape(label)}<br><small>{files}</small></th>"]
+        row = [f"<th>{escape(label)}<br><small>{files}{_gpus(label, record, summaries)}</small></th>"]
         for version in versions:
             cell = by_key.get((version, label))
             row.append(_cell(cell, summaries.get(cell["name"]) if cell else None, up))
@@ -65,6 +65,17 @@ def _server_version(version: str, record: dict, summaries: dict) -> str:
         summary = summaries.get(cell["name"])
         if cell["kubernetes"] == version and summary and summary.metadata.get("Kubernetes"):
             return f"<br><small>{escape(summary.metadata['Kubernetes'])}</small>"
+    return ""
+
+
+def _gpus(label: str, record: dict, summaries: dict) -> str:
+    """GPU models, driver and CUDA as a cell of this topology recorded them (report metadata)."""
+    for cell in record["cells"]:
+        summary = summaries.get(cell["name"])
+        if cell["label"] == label and summary and summary.metadata.get("GPU models"):
+            meta = summary.metadata
+            return "".join(f"<br>{escape(name)}: {escape(meta[name])}" for name in ("GPU models", "Driver", "CUDA")
+                           if meta.get(name))
     return ""
 
 

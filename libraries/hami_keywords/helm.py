@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -363,6 +364,40 @@ class HelmKeywords(LibraryComponent):
             field_selector=f"metadata.name={fullname}-device-plugin",
         )
         logger.info(f"HAMi release {release}: scheduler and device plugin are ready")
+
+    @keyword(tags=("Helm", "HAMi"))
+    def wait_until_hami_webhook_answers(self, timeout: timedelta | None = None) -> None:
+        """Waits up to ``timeout`` until HAMi's webhook mutates a GPU pod: a server-side dry-run create of a pod
+        asking for one GPU comes back with ``schedulerName`` set to HAMi's scheduler.
+
+        A ready endpoint is not enough: until the Service routes to the new scheduler pod the webhook fails open
+        (``failurePolicy: Ignore``) and a GPU pod created then bypasses HAMi for good. Nothing is created.
+
+        Example:
+        | `Wait Until HAMi Webhook Answers`    timeout=1 min
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        namespace = self.ctx.namespace or "default"
+        body = {"metadata": {"generateName": "hami-e2e-webhook-probe-"},
+                "spec": {"containers": [{"name": "probe", "image": "hami-e2e/probe", "command": ["true"],
+                                         "resources": {"limits": {self.ctx.vendor.gpu: "1"}}}]}}
+        deadline = time.monotonic() + self.ctx.timeout(timeout).total_seconds()
+        seen = "no answer yet"
+        while True:
+            try:
+                pod = self.ctx.core.create_namespaced_pod(namespace, body, dry_run="All")
+                seen = f"schedulerName {pod.spec.scheduler_name!r}"
+                if pod.spec.scheduler_name == self.ctx.hami.scheduler_name:
+                    return
+            except ApiException as error:
+                seen = f"API error {error.status}: {error.reason}"
+            if time.monotonic() > deadline:
+                raise HamiE2EFailure(
+                    f"HAMi's webhook did not mutate a dry-run GPU pod in namespace {namespace} within "
+                    f"{self.ctx.timeout(timeout)}: expected schedulerName {self.ctx.hami.scheduler_name!r}, last "
+                    f"{seen}. Look at the scheduler pod's logs and the API server's 'failing open' messages.")
+            time.sleep(self.ctx.poll_interval.total_seconds())
 
     @keyword("HAMi Scheduler Service Should Have Endpoints", tags=("HAMi", "Wait"))
     def hami_scheduler_service_should_have_endpoints(

@@ -154,12 +154,16 @@ class WorkloadKeywords(LibraryComponent):
             }
         }
         self.ctx.core.create_namespace(body)
-        self.ctx.track(f"namespace {name}", lambda: self._delete_namespace(name), scope=scope, keepable=True)
+        self.ctx.track(f"namespace {name}", lambda: self._delete_namespace(name, wait_for_pods=True), scope=scope,
+                       keepable=True)
         self.ctx.namespace = name
         logger.info(f"Created namespace {name}")
         return name
 
-    def _delete_namespace(self, name: str) -> None:
+    def _delete_namespace(self, name: str, wait_for_pods: bool = False) -> None:
+        """Deletes the namespace; with ``wait_for_pods`` waits until its pods are gone (default timeout), so the
+        next test's pods never meet GPUs this test's pods still hold (HAMi counts a pod until it is deleted, and a
+        pod HAMi turned away is retried only on cluster events or after minutes)."""
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -167,6 +171,16 @@ class WorkloadKeywords(LibraryComponent):
         except ApiException as error:
             if error.status != 404:
                 raise
+            return
+        if wait_for_pods:
+            self.watch_until(
+                self.ctx.core.list_namespaced_pod,
+                lambda items: True if not items else None,
+                self.ctx.default_timeout,
+                f"Deletion of the pods of namespace {name}",
+                lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
+                namespace=name,
+            )
 
     @keyword(tags=("Pod", "Namespace"))
     def delete_namespace(self, name: str, wait: bool = False, timeout: timedelta | None = None) -> None:

@@ -114,6 +114,7 @@ class PodWorker:
         self._start_time = now()
         self._message = ""
         self._reported = ""
+        self._conditions: dict[str, tuple[str, str]] = {}   # condition type -> (status, when it became that)
         self._volumes: dict[str, Path] | None = None
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"pod-{self.key}")
 
@@ -428,7 +429,11 @@ class PodWorker:
             phase = "Pending"
 
         def condition(kind: str, value: bool) -> dict[str, str]:
-            return {"type": kind, "status": "True" if value else "False", "lastTransitionTime": self._start_time}
+            state = "True" if value else "False"
+            previous = self._conditions.get(kind)
+            if previous is None or previous[0] != state:
+                self._conditions[kind] = previous = (state, now())
+            return {"type": kind, "status": state, "lastTransitionTime": previous[1]}
 
         def entry(item: Container) -> dict[str, Any]:
             return {"name": item.spec.name, "image": item.spec.image,

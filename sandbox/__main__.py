@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         parser_.add_argument("--kube-version", metavar="MINOR",
                              help=f"Kubernetes version, e.g. 1.34 (default: ${config.KUBE_VERSION_ENV} or "
                                   f"{config.default_kube_version()}; one of {', '.join(config.kube_modules())})")
+    restart = commands.add_parser("restart", help="stop a control-plane component and start it again (a fault)")
+    restart.add_argument("component", choices=("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                               "kwok"))
     hami_cli.add_parser(commands)
     gpu_cli.add_parser(commands)
     args = parser.parse_args(argv)
@@ -76,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return _status()
+        if args.command == "restart":
+            print(f"{args.component} restarted and ready in {cluster.restart(args.component):.1f}s")
+            return 0
         if args.command == "env":
             return _env()
         print(build.ensure_binaries())

@@ -150,6 +150,25 @@ def _check_running_matches(topology_file: Path) -> None:
                            f"not {topology_file}: `python -m sandbox down` first")
 
 
+def restart(name: str) -> float:
+    """Stop one control-plane component by pid and start it again with the same command line; returns the seconds
+    until it was ready again. A fault the suite injects (e.g. the API server restarted under load)."""
+    with _exclusive():
+        run = config.run_dir()
+        if not is_running():
+            raise SandboxError("the sandbox is not running")
+        bin_dir = build.ensure_binaries()
+        component = next((c for c in control_plane.components(bin_dir, run, Pki(run / "pki")) if c.name == name),
+                         None)
+        if component is None:
+            raise SandboxError(f"{name} is not a control-plane component of the sandbox")
+        started = time.monotonic()
+        processes.stop(run, name)
+        proc = processes.start(component, run)
+        processes.wait_ready(component, proc, run, START_TIMEOUT)
+        return time.monotonic() - started
+
+
 def down(quiet: bool = False) -> None:
     """Stop every process the sandbox started (by pid, newest first) and remove the run directory."""
     with _exclusive():

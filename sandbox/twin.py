@@ -19,7 +19,7 @@ from typing import Any
 
 from . import charts, config, node_images, topology
 from .errors import SandboxError
-from .gpu import Gpu, GpuSim, ensure_all, write_profile
+from .gpu import Gpu, GpuSim, ensure_all, ensure_mocknvml, write_profile
 from .hami.build import HamiBuild, ensure_build, place_libvgpu
 from .hami.source import release_archive
 from .progress import say
@@ -145,8 +145,26 @@ def install(run_dir: Path, helm: Path, version: str | None = None) -> str:
     started = time.monotonic()
     _helm(helm, run_dir, "upgrade", "--install", RELEASE, f"{REPO_NAME}/hami", "--version", chart_version,
           "--namespace", NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m")
+    _wait_for_webhook(run_dir)
     return f"HAMi chart {chart_version} installed as release {RELEASE} in {NAMESPACE} in " \
            f"{time.monotonic() - started:.1f}s"
+
+
+def _wait_for_webhook(run_dir: Path, timeout: float = 60.0) -> None:
+    """Ready pods are not enough: until the Service routes to the scheduler the webhook fails open (policy Ignore)
+    and a GPU pod bypasses HAMi. Wait until a dry-run GPU pod comes back with HAMi's scheduler name."""
+    from kubernetes import client, config as kube_config
+
+    api = client.CoreV1Api(kube_config.new_client_from_config(str(run_dir / "kubeconfig")))
+    probe = {"metadata": {"generateName": "webhook-probe-"}, "spec": {"containers": [
+        {"name": "probe", "image": "probe", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api.create_namespaced_pod("default", probe, dry_run="All").spec.scheduler_name == "hami-scheduler":
+            return
+        time.sleep(0.2)
+    raise SandboxError(f"HAMi is installed but its webhook did not mutate a GPU pod within {timeout:.0f} s; see "
+                       "the scheduler pod's log (python -m sandbox hami status)")
 
 
 def uninstall(run_dir: Path, helm: Path) -> str:
@@ -178,3 +196,33 @@ def describe_status(run_dir: Path) -> str:
                          f"log {container['log']}")
     return "\n".join(lines)
 
+
+
+FAULT_MODES = ("lost", "fallen_off_bus", "ecc_uncorrectable")
+
+
+def fail_gpu(run_dir: Path, node: str, gpu: str, mode: str, xid: int | None = None) -> str:
+    """Make GPU ``gpu`` (UUID or the node's index) of ``node`` fail the way NVML reports it (``nvml-mock-ctl
+    fail``): HAMi's device plugin on that node, and every container given that GPU, see it within about a second."""
+    if mode not in FAULT_MODES:
+        raise SandboxError(f"GPU fault mode {mode!r} is not one of {', '.join(FAULT_MODES)}")
+    args = ["fail", "--gpu", gpu, "--mode", mode, *(["--xid", str(xid)] if xid is not None else [])]
+    return _nvml_ctl(run_dir, node, args)
+
+
+def heal_gpu(run_dir: Path, node: str, gpu: str = "all") -> str:
+    """Undo injected faults (``nvml-mock-ctl reset``) of one GPU or all GPUs of ``node``."""
+    return _nvml_ctl(run_dir, node, ["reset", "--gpu", gpu])
+
+
+def _nvml_ctl(run_dir: Path, node: str, args: list[str]) -> str:
+    nvml = node_dir(run_dir, node) / "nvml"
+    if not (nvml / "config.yaml").exists():
+        raise SandboxError(f"node {node} has no simulated GPU driver in {nvml}: is the sandbox up with HAMi loaded?")
+    ctl = ensure_mocknvml().ctl
+    result = subprocess.run([str(ctl), "--config", str(nvml / "config.yaml"), "--file", str(nvml / "overrides.yaml"),
+                             *args], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise SandboxError(f"nvml-mock-ctl {' '.join(args)} on {node} failed: {(result.stderr or result.stdout).strip()}")
+    (nvml / "overrides.yaml").chmod(0o644)
+    return result.stdout.strip()

@@ -78,6 +78,10 @@ class Agent:
         while not self._stop.wait(STATUS_EVERY):
             self._forget_finished()
             self._write_status()
+            with self._lock:
+                workers = list(self.workers.values())
+            for worker in workers:
+                worker.sync_gpu_faults()
         self.log("stopping: the pods' processes end with the agent")
         with self._lock:
             workers = list(self.workers.values())

@@ -86,8 +86,7 @@ def write_container_profile(allocation: dict[str, Any], node_gpus: dict[str, tup
                             node_profile: Path | None = None) -> None:
     """A mock NVML profile of the allocated GPUs only, renumbered from 0, as a container sees them; the driver and
     CUDA versions are the node's (from its profile ``node_profile``, as ``twin.install_node_drivers`` wrote it)."""
-    visible = allocation_env(allocation).get("NVIDIA_VISIBLE_DEVICES", "")
-    uuids = [uuid.strip() for uuid in visible.split(",") if uuid.strip()]
+    uuids = allocated_uuids(allocation)
     missing = [uuid for uuid in uuids if uuid not in node_gpus]
     if missing or not uuids:
         raise ValueError(f"Allocate named GPUs {uuids} but the node has {sorted(node_gpus)}")
@@ -97,6 +96,41 @@ def write_container_profile(allocation: dict[str, Any], node_gpus: dict[str, tup
         system = (yaml.safe_load(node_profile.read_text()) or {}).get("system") or {}
         versions = {"driver": str(system["driver_version"]), "cuda": str(system["cuda_version"])}
     write_profile(path, [Gpu(index, uuid, *node_gpus[uuid]) for index, uuid in enumerate(uuids)], **versions)
+
+
+def allocated_uuids(allocation: dict[str, Any]) -> list[str]:
+    visible = allocation_env(allocation).get("NVIDIA_VISIBLE_DEVICES", "")
+    return [uuid.strip() for uuid in visible.split(",") if uuid.strip()]
+
+
+def sync_faults(node_overrides: Path, container_overrides: Path, node_uuids: list[str], uuids: list[str]) -> bool:
+    """Give a container the node's GPU faults (``nvml-mock-ctl`` writes them by the node's GPU index) under the
+    container's own numbering; returns True when the container's file changed. The mock re-reads it within a
+    second, so a GPU that fails or heals on the node fails or heals in the containers that were given it."""
+    try:
+        node = yaml.safe_load(node_overrides.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        node = {}
+    mine: dict[str, Any] = {"version": node.get("version", 1)}
+    if node.get("all"):
+        mine["all"] = node["all"]
+    devices = {}
+    for key, value in (node.get("devices") or {}).items():
+        index = int(key)
+        if index < len(node_uuids) and node_uuids[index] in uuids:
+            devices[str(uuids.index(node_uuids[index]))] = value
+    if devices:
+        mine["devices"] = devices
+    text = yaml.safe_dump(mine, sort_keys=True)
+    try:
+        if container_overrides.read_text() == text:
+            return False
+    except OSError:
+        pass
+    tmp = container_overrides.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(container_overrides)
+    return True
 
 
 def _hand_over(path: Path, uid: int) -> None:

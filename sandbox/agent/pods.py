@@ -37,7 +37,7 @@ BACKOFF_MAX = 30.0
 MAX_GRACE = 10.0
 DRIVER_DIR = "/usr/local/nvidia/lib64"
 NVML_DIR = "/usr/local/nvidia/nvml"           # the node's mock NVML files: config.yaml, overrides.yaml, processes/
-GPU_CONTAINER_PROFILE = "/usr/local/nvidia/container-gpus.yaml"
+GPU_CONTAINER_NVML = "/usr/local/nvidia/container"   # the container's own profile (its GPUs) and fault overrides
 
 
 @dataclass
@@ -318,9 +318,8 @@ class PodWorker:
         if wants_gpu_driver(env) and self.node.driver_dir is not None:
             env["LD_LIBRARY_PATH"] = ":".join(p for p in (env.get("LD_LIBRARY_PATH", ""), DRIVER_DIR) if p)
             env["MOCK_NVML_CONFIG"] = f"{NVML_DIR}/config.yaml"
-            if self.gpu:    # the container's own GPUs; the node's faults and GPU processes still apply
-                env["MOCK_NVML_CONFIG"] = GPU_CONTAINER_PROFILE
-                env["MOCK_NVML_OVERRIDES"] = f"{NVML_DIR}/overrides.yaml"
+            if self.gpu:    # the container's own GPUs; the node's faults (sync_faults) and GPU processes apply
+                env["MOCK_NVML_CONFIG"] = f"{GPU_CONTAINER_NVML}/config.yaml"
             env["MOCK_NVML_PROCESS_DIR"] = f"{NVML_DIR}/processes"
         return env
 
@@ -344,11 +343,13 @@ class PodWorker:
             gid = gid if gid is not None else uid
             host_usr = gpu_containers.HOST_USR
             if item.allocation is not None:
-                profile = self.dir / "gpu" / f"{item.spec.name}.yaml"
+                folder = self._gpu_dir(item)
                 mounts += gpu_containers.allocation_mounts(item.allocation, self.node.root, uid, self.s.run_dir)
                 node_profile = self.node.nvml_dir / "config.yaml" if self.node.nvml_dir else None
-                gpu_containers.write_container_profile(item.allocation, self.node.gpus, profile, node_profile)
-                mounts.append({"source": str(profile), "target": GPU_CONTAINER_PROFILE, "readonly": True})
+                gpu_containers.write_container_profile(item.allocation, self.node.gpus, folder / "config.yaml",
+                                                       node_profile)
+                self._sync_faults(item)
+                mounts.append({"source": str(folder), "target": GPU_CONTAINER_NVML, "readonly": True})
         argv = [expand(a, item.env) for a in list(item.spec.command or []) + list(item.spec.args or [])]
         if not argv:
             argv = ["/bin/sh"]
@@ -356,6 +357,24 @@ class PodWorker:
                           image_root=image.root, mounts=mounts,
                           netns=self.network.path if self.network else None, hostname=self.pod.metadata.name,
                           workdir=item.spec.working_dir or "/", uid=uid, gid=gid, host_usr=host_usr)
+
+    def _gpu_dir(self, item: Container) -> Path:
+        return self.dir / "gpu" / item.spec.name
+
+    def _sync_faults(self, item: Container) -> None:
+        if item.allocation is None or self.node.nvml_dir is None:
+            return
+        changed = gpu_containers.sync_faults(self.node.nvml_dir / "overrides.yaml",
+                                             self._gpu_dir(item) / "overrides.yaml", list(self.node.gpus),
+                                             gpu_containers.allocated_uuids(item.allocation))
+        if changed and item.process is not None:
+            self.s.log(f"pod {self.key}: container {item.spec.name} sees the node's GPU faults changed")
+
+    def sync_gpu_faults(self) -> None:
+        """Called by the agent every second: a fault injected on the node reaches the containers given that GPU."""
+        if self.gpu:
+            for item in self.containers:
+                self._sync_faults(item)
 
     def _config_map_value(self, name: str, key: str) -> str | None:
         try:

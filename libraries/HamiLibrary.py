@@ -1,26 +1,20 @@
-"""HamiLibrary: the Robot Framework keyword library of hami-e2e (facade over the components in ``hami_keywords/``)."""
+"""HamiLibrary: the Robot Framework keyword library of hami-e2e (facade over the components in ``hami_e2e/keywords/``)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import timedelta
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:  # components import the plain modules beside this file (hami_annotations, nvidia_smi)
-    sys.path.insert(0, _HERE)
+from robotlibcore import DynamicCore
 
-from robotlibcore import DynamicCore  # noqa: E402
-
-from hami_keywords.context import Context, HamiTarget  # noqa: E402
-from hami_keywords.diagnostics import DiagnosticsKeywords  # noqa: E402
-from hami_keywords.hami_state import HamiStateKeywords  # noqa: E402
-from hami_keywords.helm import HelmKeywords  # noqa: E402
-from hami_keywords.listener import HamiListener  # noqa: E402
-from hami_keywords.nvidia_smi_keywords import NvidiaSmiKeywords  # noqa: E402
-from hami_keywords.run_control import RunControlKeywords  # noqa: E402
-from hami_keywords.target import TargetKeywords  # noqa: E402
-from hami_keywords.workloads import WorkloadKeywords  # noqa: E402
+from hami_e2e.core.context import Context, HamiTarget
+from hami_e2e.core.listener import HamiListener
+from hami_e2e.keywords.diagnostics import DiagnosticsKeywords
+from hami_e2e.keywords.hami_state import HamiStateKeywords
+from hami_e2e.keywords.helm import HelmKeywords
+from hami_e2e.keywords.nvidia_smi import NvidiaSmiKeywords
+from hami_e2e.keywords.run_control import RunControlKeywords
+from hami_e2e.keywords.target import TargetKeywords
+from hami_e2e.keywords.workloads import WorkloadKeywords
 
 __version__ = "0.1.0"
 

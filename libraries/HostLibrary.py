@@ -1,17 +1,18 @@
-"""Facade for the GPU host tier until ``HamiLibrary.py`` gathers every component: nvidia-smi parsing plus running
-processes with HAMi-core's ``libvgpu.so`` preloaded, on the host or as a container given some GPUs.
+"""HostLibrary: the keyword library of the GPU host tier (facade over ``hami_e2e/host/``): nvidia-smi parsing plus
+running processes with HAMi-core's ``libvgpu.so`` preloaded, on the host or as a container given some GPUs.
 
-Import it by path from a suite: ``Library    ${CURDIR}/../../libraries/HostLibrary.py``. Robot Framework puts this
-folder on ``sys.path`` while importing, so ``hami_keywords`` and ``nvidia_smi`` resolve.
+``resources/host.resource`` imports it by path (``Library    ${CURDIR}/../libraries/HostLibrary.py``), so it also
+works on a GPU machine where this project is not installed: Robot Framework puts ``libraries/`` on the module search
+path while it imports a library given by path, which is where the ``hami_e2e`` package lives.
 """
 
 from __future__ import annotations
 
 from robotlibcore import DynamicCore
 
-from hami_keywords.context import Context
-from hami_keywords.host import CoreLimitKeywords, HostSession, HostSetupKeywords, HostWorkloadKeywords
-from hami_keywords.nvidia_smi_keywords import NvidiaSmiKeywords
+from hami_e2e.core.context import Context
+from hami_e2e.host import CoreLimitKeywords, HostSession, HostSetupKeywords, HostWorkloadKeywords
+from hami_e2e.keywords.nvidia_smi import NvidiaSmiKeywords
 
 __version__ = "0.2.0"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from hami_keywords.context import CommandResult, Context
+from hami_e2e.core.context import CommandResult, Context
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 _API = client.ApiClient()

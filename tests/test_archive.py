@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import archive
+import index_page
+from release import release_name
+
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / "tools"
 RUN_SUITES = TOOLS / "run_suites.py"
-sys.path.insert(0, str(TOOLS))
-
-import archive  # noqa: E402
-import index_page  # noqa: E402
-from release import release_name  # noqa: E402
 
 STAMP = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 

@@ -9,10 +9,10 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 import kube_fakes
-from hami_keywords import diagnostics as diagnostics_module
-from hami_keywords.diagnostics import DiagnosticsKeywords, scan_for_errors, scrub_object, scrub_text
-from hami_keywords.errors import HamiE2EFailure
-from hami_keywords.listener import HamiListener
+from hami_e2e.keywords import diagnostics as diagnostics_module
+from hami_e2e.keywords.diagnostics import DiagnosticsKeywords, scan_for_errors, scrub_object, scrub_text
+from hami_e2e.core.errors import HamiE2EFailure
+from hami_e2e.core.listener import HamiListener
 
 
 class Recorder:
@@ -38,9 +38,9 @@ class Recorder:
 def log(monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(diagnostics_module, "logger", recorder)
-    monkeypatch.setattr("hami_keywords.listener.logger", recorder)
-    monkeypatch.setattr("hami_keywords.run_control.logger", recorder)
-    monkeypatch.setattr("hami_keywords.context.logger", recorder)
+    monkeypatch.setattr("hami_e2e.core.listener.logger", recorder)
+    monkeypatch.setattr("hami_e2e.keywords.run_control.logger", recorder)
+    monkeypatch.setattr("hami_e2e.core.context.logger", recorder)
     return recorder
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 import kube_fakes
-from hami_annotations import (
+from hami_e2e.parsers.annotations import (
     AllocatedDevice,
     AnnotationFormatError,
     find_samples,

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from robot.api import SkipExecution
 
-from hami_keywords.errors import HamiE2EFailure
-from hami_keywords.host import CoreLimitKeywords, HostSession, HostSetupKeywords, HostWorkloadKeywords, discovery
-from hami_keywords.host import processes
-from hami_keywords.host.protocol import protocol_fields, watcher_summary
+from hami_e2e.core.errors import HamiE2EFailure
+from hami_e2e.host import CoreLimitKeywords, HostSession, HostSetupKeywords, HostWorkloadKeywords, discovery
+from hami_e2e.host import processes
+from hami_e2e.host.protocol import protocol_fields, watcher_summary
 
 # The fake behaves like HAMi-core 8f3a89c on two H100s: limits from CUDA_DEVICE_MEMORY_LIMIT[_n] with m/g suffixes by
 # the index the process sees, a 518 MiB context counted as usage, the OOM line on stderr, the shared region file

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 import kube_fakes
-from hami_annotations import parse_prometheus_text
-from hami_keywords.errors import HamiE2EFailure
-from hami_keywords.hami_state import HamiStateKeywords
+from hami_e2e.parsers.annotations import parse_prometheus_text
+from hami_e2e.core.errors import HamiE2EFailure
+from hami_e2e.keywords.hami_state import HamiStateKeywords
 
 UUID_A = "GPU-0a1e5c00-0000-4000-8000-000000000000"
 UUID_B = "GPU-0a1e5c00-0000-4000-8000-000000000001"

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 import kube_fakes
-from hami_keywords.errors import HamiE2EFailure, HelmFailure
-from hami_keywords.helm import HelmKeywords, _daemonset_ready, _deployment_ready
+from hami_e2e.core.errors import HamiE2EFailure, HelmFailure
+from hami_e2e.keywords.helm import HelmKeywords, _daemonset_ready, _deployment_ready
 
 DEPLOYED = json.dumps(
     [{"name": "hami", "namespace": "hami-system", "revision": "3", "status": "deployed", "chart": "hami-2.10.0",

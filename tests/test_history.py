@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import archive
+import history_page
+from archive import RunSummary
+from robot_args import HELP, parse_command_line
+
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / "tools"
-sys.path.insert(0, str(TOOLS))
-
-import archive  # noqa: E402
-import history_page  # noqa: E402
-from archive import RunSummary  # noqa: E402
-from robot_args import HELP, parse_command_line  # noqa: E402
 
 # Outcomes by ${MODE}: first (release r1), second (r1), third (r2, with --strict-known-bugs).
 HISTORY_SUITE = """\

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from robot.api import ExecutionResult
 
+import matrix
+import run_suites
+from robot_args import UsageError, parse_command_line
+
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / "tools"
-sys.path.insert(0, str(TOOLS))
-
-import matrix  # noqa: E402
-import run_suites  # noqa: E402
-from robot_args import UsageError, parse_command_line  # noqa: E402
 
 SUITE = """\
 *** Settings ***

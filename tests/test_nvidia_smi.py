@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nvidia_smi import (
+from hami_e2e.parsers.nvidia_smi import (
     DEFAULT_QUERY_FIELDS,
     cuda_version,
     detect_format,
@@ -286,8 +286,8 @@ def test_missing_versions_raise() -> None:
 # ------------------------------------------------------------------------------------------- the keywords
 @pytest.fixture
 def keywords():
-    from hami_keywords.context import Context
-    from hami_keywords.nvidia_smi_keywords import NvidiaSmiKeywords
+    from hami_e2e.core.context import Context
+    from hami_e2e.keywords.nvidia_smi import NvidiaSmiKeywords
 
     return NvidiaSmiKeywords(Context())
 
@@ -299,7 +299,7 @@ def test_keyword_parse_returns_dicts(keywords) -> None:
 
 
 def test_keyword_memory_total_failure_says_expected_and_actual(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     keywords.gpu_memory_total_should_be(ours("h100-hami-limit0-5g-table.txt"), 5120)
     with pytest.raises(HamiE2EFailure) as failure:
@@ -317,7 +317,7 @@ def test_keyword_memory_total_failure_says_expected_and_actual(keywords) -> None
 
 
 def test_keyword_percentage_rounds_down_like_hami(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     keywords.gpu_memory_total_should_match_percentage("index, memory.total [MiB]\n0, 27186 MiB\n", 33, 82382)
     with pytest.raises(HamiE2EFailure, match="expected 40779 MiB \\(50% of the 81559 MiB card"):
@@ -325,7 +325,7 @@ def test_keyword_percentage_rounds_down_like_hami(keywords) -> None:
 
 
 def test_keyword_count_model_uuid(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     text = ours("h100-hami-3000m-L.txt")
     keywords.gpu_count_should_be(text, 1)
@@ -342,7 +342,7 @@ def test_keyword_count_model_uuid(keywords) -> None:
 
 
 def test_keyword_versions(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     assert keywords.get_driver_version(ours("h100-hami-3000m-q.txt")) == "580.159.04"
     assert keywords.get_cuda_version(TWO_GPU_TABLE) == "13.0"
@@ -351,7 +351,7 @@ def test_keyword_versions(keywords) -> None:
 
 
 def test_keyword_oom(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     text = ours("workload-torch-3000m-oom.txt")
     keywords.hami_core_oom_should_be_reported(text, limit_mib=3000)
@@ -364,7 +364,7 @@ def test_keyword_oom(keywords) -> None:
 
 
 def test_keyword_log_lines(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     keywords.hami_core_log_lines_should_be(ours("h100-hami-2g-loglevel1-table.txt"), "any", expected_count=0)
     keywords.hami_core_log_lines_should_be(ours("h100-hami-2g-loglevel4-table.txt"), "Debug", minimum=1)
@@ -385,7 +385,7 @@ def test_every_keyword_has_docs_with_an_example(keywords) -> None:
 
 
 def test_keyword_memory_used_at_least(keywords) -> None:
-    from hami_keywords.errors import HamiE2EFailure
+    from hami_e2e.core.errors import HamiE2EFailure
 
     keywords.gpu_memory_used_should_be_at_least(ours("h100-hami-3000m-holder-table.txt"), 1800)
     with pytest.raises(HamiE2EFailure, match="memory.used of GPU 0 was 0 MiB, expected at least 1800 MiB"):

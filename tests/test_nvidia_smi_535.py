@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nvidia_smi import GpuInfo, NvidiaSmiReport, parse_nvidia_smi_report
+from hami_e2e.parsers.nvidia_smi import GpuInfo, NvidiaSmiReport, parse_nvidia_smi_report
 
 OURS = Path(__file__).parent / "fixtures" / "nvidia-smi"
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "fixtures" / "nvidia-smi"

@@ -9,9 +9,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 import kube_fakes
-from hami_keywords.errors import HamiE2EFailure
-from hami_keywords.run_control import finish_test
-from hami_keywords.workloads import ExecResult, NodePolicy, WorkloadKeywords, describe_pod, parse_exec_status
+from hami_e2e.core.errors import HamiE2EFailure
+from hami_e2e.keywords.run_control import finish_test
+from hami_e2e.keywords.workloads import ExecResult, NodePolicy, WorkloadKeywords, describe_pod, parse_exec_status
 
 
 @pytest.fixture
@@ -124,6 +124,8 @@ def test_test_namespace_is_named_after_the_suite_labelled_and_tracked(ctx):
     deleted = []
     ctx.core.create_namespace = lambda body: created.append(body)
     ctx.core.delete_namespace = lambda name, propagation_policy: deleted.append(name)
+    # the cleanup waits until the namespace's pods are gone: there are none
+    ctx.core.list_namespaced_pod = lambda **kwargs: kube_fakes.listing([])
     ctx.suite_name = "Suites.10 vGPU Pods"
     kw = WorkloadKeywords(ctx)
     name = kw.create_test_namespace()

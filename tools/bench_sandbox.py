@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from sandbox import build
 
-from sandbox import build  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RUN_DIR = Path("/tmp/hami-e2e-sandbox-bench")
 ENV = {**os.environ, "HAMI_E2E_PORT_OFFSET": "3000", "HAMI_E2E_SANDBOX_DIR": str(RUN_DIR)}

@@ -27,12 +27,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "libraries")]
+from hami_e2e.core.context import Context
+from hami_e2e.keywords.workloads import WorkloadKeywords
+from sandbox import cluster
 
-from hami_keywords.context import Context  # noqa: E402
-from hami_keywords.workloads import WorkloadKeywords  # noqa: E402
-from sandbox import cluster  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BIND_PHASE = "hami.io/bind-phase"
 

@@ -21,15 +21,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import archive  # noqa: E402
-import matrix  # noqa: E402
-import runners  # noqa: E402
-from index_page import write_index  # noqa: E402
-from release import release_name  # noqa: E402
-from robot_args import HELP, KNOWN_BUG_TAGS, REPO_ROOT, Invocation, UsageError, parse_command_line  # noqa: E402
-from suite_docs import LIBRARIES_DIR, write_libdocs, write_testdoc  # noqa: E402
+import archive
+import matrix
+import runners
+from index_page import write_index
+from release import release_name
+from robot_args import HELP, KNOWN_BUG_TAGS, REPO_ROOT, Invocation, UsageError, parse_command_line
+from suite_docs import LIBRARIES_DIR, write_libdocs, write_testdoc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure
 
 
 @dataclass(frozen=True)

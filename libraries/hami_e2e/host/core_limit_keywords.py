@@ -8,7 +8,7 @@ from typing import Any, Literal
 from robot.api import logger
 from robotlibcore import keyword
 
-from ..errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure
 from .protocol import protocol_fields, tail, watcher_summary
 from .state import HostComponent
 from .workload_keywords import run_workload

@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
-from hami_annotations import format_event, sort_events
+from ..parsers.annotations import format_event, sort_events
 from robot.api import logger
 
 from .context import Context

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from hami_annotations import (
+from ..parsers.annotations import (
     BIND_PHASE_ANNOTATION,
     NODE_HANDSHAKE_ANNOTATION,
     NODE_LOCK_ANNOTATION,
@@ -26,8 +26,8 @@ from hami_annotations import (
 from robot.api import logger
 from robot.api.deco import keyword
 
-from .component import LibraryComponent, text_matches
-from .errors import HamiE2EFailure
+from ..core.component import LibraryComponent, text_matches
+from ..core.errors import HamiE2EFailure
 from .workloads import describe_pod
 
 #: Node annotations HAMi leaves behind if nobody cleans up (hami-behaviour.md §2.3, §6.3).

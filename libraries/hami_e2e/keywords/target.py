@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from robot.api import logger
 from robot.api.deco import keyword
 from robot.libraries.BuiltIn import BuiltIn
 
-from .component import LibraryComponent
+from ..core.component import LibraryComponent
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class TargetKeywords(LibraryComponent):
@@ -34,25 +33,22 @@ class TargetKeywords(LibraryComponent):
         """
         if target == "sandbox":
             self._start_sandbox()
-        elif target != "cluster":
+        elif target == "cluster":
+            self.ctx.connect(self.ctx.kubeconfig, self.ctx.kube_context)
+        else:
             raise self.fail(f"unknown target {target!r}: use 'sandbox' or 'cluster' (variable TARGET)")
-        for cached in ("api_client", "core", "apps", "admission", "discovery", "version_api"):
-            self.ctx.__dict__.pop(cached, None)
 
     def _start_sandbox(self) -> None:
-        logger.console("Starting the offline sandbox (python -m sandbox up) ...")
-        result = subprocess.run([sys.executable, "-m", "sandbox", "up"], cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        logger.info(result.stdout)
-        if result.returncode != 0:
-            raise self.fail(f"the sandbox did not start:\n{result.stdout.strip()}")
-        sys.path.insert(0, str(REPO))
-        from sandbox import cluster, config, twin  # the sandbox package lives at the repository root
+        from sandbox import api  # imported only when the target is the sandbox
+        from sandbox.errors import SandboxError
 
-        self.ctx.kubeconfig = str(cluster.kubeconfig_path())
-        self.ctx.kube_context = None
-        self.ctx.helm_binary = json.loads((config.run_dir() / "tools.json").read_text())["helm"]
-        self._use_sandbox_hami(twin.read_info(config.run_dir()))
+        logger.console("Starting the offline sandbox (python -m sandbox up) ...")
+        try:
+            connection = api.start(on_output=logger.info)
+        except SandboxError as error:
+            raise self.fail(str(error)) from None
+        self.ctx.connect(str(connection.kubeconfig), None, str(connection.helm))
+        self._use_sandbox_hami(connection.hami)
 
     def _use_sandbox_hami(self, info: dict) -> None:
         """What the sandbox loaded decides whether needs-hami tests run, and where its charts are served."""

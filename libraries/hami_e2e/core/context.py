@@ -11,6 +11,9 @@ from typing import Any, Callable
 
 from robot.api import logger
 
+#: The Kubernetes clients a `Context` builds on first use (cached properties), dropped by `Context.connect`.
+_CLIENTS = ("api_client", "core", "apps", "admission", "discovery", "version_api")
+
 #: Cleanup scopes: ``test`` (end of the current test), ``suite`` (end of the suite that was running when the thing
 #: was created; resolved to ``suite:<full suite name>``) and ``run`` (end of the whole execution).
 SCOPES = ("test", "suite", "run")
@@ -171,6 +174,15 @@ class Context:
         from kubernetes import client
 
         return client.VersionApi(self.api_client)
+
+    def connect(self, kubeconfig: str | None, kube_context: str | None = None, helm_binary: str | None = None) -> None:
+        """Point the library at a (possibly other) cluster: the next keyword builds its clients from ``kubeconfig``
+        and ``kube_context``; ``helm_binary`` replaces the helm executable when given."""
+        self.kubeconfig, self.kube_context = kubeconfig, kube_context
+        if helm_binary:
+            self.helm_binary = helm_binary
+        for name in _CLIENTS:
+            self.__dict__.pop(name, None)
 
     def timeout(self, value: timedelta | None) -> timedelta:
         return self.default_timeout if value is None else value

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hami_annotations import format_event
-from nvidia_smi import find_oom_events
+from ..parsers.annotations import format_event
+from ..parsers.nvidia_smi import find_oom_events
 from robot.api import logger
 from robot.api.deco import keyword
 
-from .component import LibraryComponent, api_error_text, human
-from .context import VendorNames
-from .errors import HamiE2EFailure
+from ..core.component import LibraryComponent, api_error_text, human
+from ..core.context import VendorNames
+from ..core.errors import HamiE2EFailure
 
 #: Exec channel numbers of the Kubernetes streaming protocol (v4/v5.channel.k8s.io).
 STDOUT_CHANNEL, STDERR_CHANNEL, ERROR_CHANNEL = 1, 2, 3

@@ -9,7 +9,7 @@ from typing import Any
 from robot.api import logger
 from robotlibcore import keyword
 
-from nvidia_smi import (
+from ..parsers.nvidia_smi import (
     GpuInfo,
     NvidiaSmiReport,
     cuda_version,
@@ -19,8 +19,8 @@ from nvidia_smi import (
     parse_nvidia_smi_report,
 )
 
-from .component import LibraryComponent
-from .errors import HamiE2EFailure
+from ..core.component import LibraryComponent
+from ..core.errors import HamiE2EFailure
 
 MIB = 1024 * 1024
 

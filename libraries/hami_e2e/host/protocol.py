@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from nvidia_smi import hami_core_lines
+from ..parsers.nvidia_smi import hami_core_lines
 
 _PROTOCOL = re.compile(r"^(WORKLOAD|DEVICES|MEMINFO|ALLOC_OK|ALLOC_FAILED|HOLDING|RELEASED|THROUGHPUT) (.*)$", re.M)
 _WATCHER = re.compile(

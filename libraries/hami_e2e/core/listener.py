@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from robot.api import logger
 
 from .context import Context
-from .diagnostics import DiagnosticsKeywords
-from .run_control import finish_test
+from ..keywords.diagnostics import DiagnosticsKeywords
+from ..keywords.run_control import finish_test
 
 
 class HamiListener:

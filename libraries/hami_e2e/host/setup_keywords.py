@@ -12,7 +12,7 @@ from typing import Any, Literal
 from robot.api import SkipExecution, logger
 from robotlibcore import keyword
 
-from ..errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure
 from . import discovery
 from .processes import plain_env, run, stop_background
 from .state import HostComponent, HostSetup, Profile

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from robot.api import SkipExecution, logger
 
-from nvidia_smi import DEFAULT_QUERY_FIELDS, parse_nvidia_smi_report
+from ..parsers.nvidia_smi import DEFAULT_QUERY_FIELDS, parse_nvidia_smi_report
 
-from ..errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure
 from .processes import WORKLOADS_DIR, plain_env, run
 from .state import HostGpu, HostSetup
 

@@ -6,8 +6,8 @@ from robot.api import logger
 from robot.api.deco import keyword
 from robot.api.exceptions import SkipExecution
 
-from .component import LibraryComponent, api_error_text
-from .errors import HamiE2EFailure
+from ..core.component import LibraryComponent, api_error_text
+from ..core.errors import HamiE2EFailure
 
 
 class RunControlKeywords(LibraryComponent):

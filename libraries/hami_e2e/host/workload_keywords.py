@@ -9,9 +9,9 @@ from typing import Any, Literal
 from robot.api import logger
 from robotlibcore import keyword
 
-from nvidia_smi import find_oom_events, parse_nvidia_smi_report
+from ..parsers.nvidia_smi import find_oom_events, parse_nvidia_smi_report
 
-from ..errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure
 from .discovery import NVIDIA_SMI_FORMATS, workload_command
 from .processes import (
     NotReady,

@@ -13,9 +13,9 @@ from typing import Any, Literal
 from robot.api import logger
 from robot.api.deco import keyword
 
-from .component import LibraryComponent
-from .context import CommandResult
-from .errors import HamiE2EFailure, HelmFailure
+from ..core.component import LibraryComponent
+from ..core.context import CommandResult
+from ..core.errors import HamiE2EFailure, HelmFailure
 
 UninstallAfter = Literal["test", "suite", "run", "never"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from robot.api import logger
 
-from ..errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure
 from .state import Background, HostSetup, Profile
 
 WORKLOADS_DIR = Path(__file__).resolve().parents[3] / "tools" / "workloads"

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from hami_annotations import format_event, hami_annotations, sort_events
+from ..parsers.annotations import format_event, hami_annotations, sort_events
 from robot.api import logger
 from robot.api.deco import keyword
 
-from .component import LibraryComponent, api_error_text
-from .errors import HamiE2EFailure
+from ..core.component import LibraryComponent, api_error_text
+from ..core.errors import HamiE2EFailure
 
 SECRET_KEY = re.compile(
     r"(token|client-key-data|client-certificate-data|password|passwd|secret|private[-_]?key|authorization|"

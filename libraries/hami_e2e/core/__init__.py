@@ -1,0 +1,1 @@
+"""What every keyword component shares: context, component base and waits, failures, listener."""

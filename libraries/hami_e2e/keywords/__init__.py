@@ -1,0 +1,1 @@
+"""The keyword components of ``HamiLibrary``, one module per area."""

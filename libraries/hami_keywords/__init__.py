@@ -1,1 +1,0 @@
-"""Keyword components of the hami-e2e library; the facade is ``libraries/HamiLibrary.py``."""

@@ -91,6 +91,14 @@ def test_a_kill_is_a_baseline_pass_that_fails_twice() -> None:
     assert verdict.failed == ["HAMI-E2E-015", "HAMI-E2E-202", "HAMI-E2E-221"]   # 221 fails on the baseline too
 
 
+def test_failures_beyond_the_confirmation_run_are_listed_as_unchecked() -> None:
+    baseline = _run("baseline", {"HAMI-E2E-100": "PASS", "HAMI-E2E-101": "PASS"})
+    verdict = report.judge(MUTANT, _run("m", {"HAMI-E2E-100": "FAIL", "HAMI-E2E-101": "FAIL"},
+                                        {"HAMI-E2E-100": "FAIL"}), baseline)
+    assert verdict.killed_by == ["HAMI-E2E-100"] and verdict.unchecked == ["HAMI-E2E-101"]
+    assert "yes; also failed once: 101" in report.table([verdict], baseline, 1)
+
+
 def test_a_mutant_failing_only_baseline_failures_survives() -> None:
     baseline = _run("baseline", {"HAMI-E2E-221": "FAIL", "HAMI-E2E-220": "PASS"})
     verdict = report.judge(MUTANT, _run("m", {"HAMI-E2E-221": "FAIL", "HAMI-E2E-220": "PASS"}), baseline)

@@ -11,7 +11,8 @@ which tests catch each break.
 Each run starts its own sandbox (``--sandbox-dir``, ``--port-offset``; default /tmp/mutant-sandbox and 7000) from
 the run's source trees, runs the robot tests the mutant selects (plus preflight and install) and stops the sandbox.
 The baseline is the unmutated source with the union of those selections; a mutant is killed by a test that passes on
-the baseline and fails on the mutant twice (the second time in a confirmation run of just the failed tests).
+the baseline and fails on the mutant twice (the second time in a confirmation run of up to three of the failed tests,
+the claimed ones first).
 Results: ``results/mutants/run-<UTC stamp>/`` (``table.md``, ``results.json``, one folder per run with robot's
 output and the sandbox's log). Exit status: 0 when every mutant was killed, 1 when one survived or could not be run,
 2 for bad usage or a mutant that no longer applies.
@@ -20,6 +21,7 @@ output and the sandbox's log). Exit status: 0 when every mutant was killed, 1 wh
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -102,7 +104,11 @@ def baseline_from(folder: Path) -> runs.RunResult:
     output = folder / "baseline" / "output.xml"
     if not output.is_file():
         raise SystemExit(f"{folder} holds no baseline/output.xml of an earlier harness run")
-    return runs.RunResult("baseline", tests=runs.read_outcomes(output))
+    try:
+        seconds = json.loads((folder / "results.json").read_text())["baseline"]["seconds"]
+    except (OSError, ValueError, KeyError):
+        seconds = {}
+    return runs.RunResult("baseline", tests=runs.read_outcomes(output), seconds=seconds)
 
 
 def describe(result: runs.RunResult) -> str:
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     for number, mutant in enumerate(chosen, 1):
         say(f"{number}/{len(chosen)} {mutant.name}: {mutant.breaks}")
         result = runs.run(trees.for_run(base, mutant), settings, selection(mutant, chosen, args.full),
-                          folder / mutant.name, f"Mutant {mutant.name}", report.passed_tests(baseline))
+                          folder / mutant.name, f"Mutant {mutant.name}", report.passed_tests(baseline), mutant.claims)
         verdict = report.judge(mutant, result, baseline)
         verdicts.append(verdict)
         say(f"{mutant.name}: {verdict.status.upper()}"

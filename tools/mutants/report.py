@@ -20,6 +20,7 @@ class Verdict:
     killed_by: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)      # every failed test, also those failing on the baseline
     unconfirmed: list[str] = field(default_factory=list)  # failed once, passed in the confirmation run: flaky
+    unchecked: list[str] = field(default_factory=list)    # failed once, beyond the confirmation run's few tests
     not_run: list[str] = field(default_factory=list)     # stopped at the time cap
     claims: list[str] = field(default_factory=list)
     selected: int = 0
@@ -33,14 +34,16 @@ def passed_tests(run: RunResult) -> set[str]:
 
 
 def judge(mutant: Mutant, run: RunResult, baseline: RunResult) -> Verdict:
-    """Killed by the tests that pass on the baseline and fail on the mutant twice (run and confirmation)."""
+    """Killed by the tests that pass on the baseline and fail on the mutant twice (run and confirmation); baseline
+    passes that failed once and were not run again are listed as unchecked."""
     failed = sorted(test for test, outcome in run.tests.items() if outcome.status == "FAIL")
     suspects = [test for test in failed if test in passed_tests(baseline)]
     killed_by = [test for test in suspects if test in run.confirmation and run.confirmation[test].status == "FAIL"]
     status = "error" if run.error else "killed" if killed_by else "survived"
     return Verdict(
         mutant=mutant.name, area=mutant.area, breaks=mutant.breaks, status=status, killed_by=killed_by,
-        failed=failed, unconfirmed=[test for test in suspects if test not in killed_by],
+        failed=failed, unconfirmed=[test for test in suspects if test in run.confirmation and test not in killed_by],
+        unchecked=[test for test in suspects if test not in run.confirmation],
         not_run=sorted(t for t, o in run.tests.items() if o.status == "NOT RUN"),
         claims=list(mutant.claims), selected=len(run.tests), seconds=run.seconds, error=run.error,
         messages={test: " ".join(run.tests[test].message.split())[:300] for test in killed_by},
@@ -73,6 +76,8 @@ def table(verdicts: list[Verdict], baseline: RunResult, wall_seconds: float) -> 
     ]
     for verdict in verdicts:
         killed_text = {"killed": "yes", "survived": "**no**", "error": f"error: {verdict.error[:160]}"}[verdict.status]
+        if verdict.unchecked:
+            killed_text += f"; also failed once: {_ids(verdict.unchecked)}"
         if verdict.unconfirmed:
             killed_text += f" (failed once only, flaky: {_ids(verdict.unconfirmed)})"
         if verdict.not_run:

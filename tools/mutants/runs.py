@@ -13,11 +13,11 @@ things keep a run apart from everyone else's:
   sandboxes at once would race on that name and one could install the other's chart.
 
 The robot run is bounded: at its deadline it gets SIGINT (robot ends the running test and writes its output), and
-tests it did not finish count as not run. Tests that fail on a mutant but pass on the baseline run once more on the same
-sandbox (a confirmation run, HAMi installed again): only a test that fails both times kills the mutant, so a flaky test
-does not. Before robot starts, the harness checks that the sandbox really loaded the
-mutant: the HAMi build folder it runs is the tree's, and the ``libvgpu.so`` in it is the one built from the HAMi-core
-source of the run.
+tests it did not finish count as not run. Tests that fail on a mutant but pass on the baseline (at most three, the
+claimed ones first) run once more on the same sandbox (a confirmation run, HAMi installed again): only a test that fails
+both times kills the mutant, so a flaky test does not. Before robot starts, the harness checks that the sandbox really
+loaded the mutant: the HAMi build folder it runs is the tree's, and the ``libvgpu.so`` in it is the one built from the
+HAMi-core source of the run.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ REPO = config.REPO_DIR
 PREREQUISITES = ("HAMI-E2E-00?", "HAMI-E2E-01?")   # preflight and install: every run needs HAMi installed
 STOPPED = "Execution terminated by signal"
 PREVIOUS_RELEASE_ARCHIVE = "HAMi-2.9.0.tar.gz"
+CONFIRM_AT_MOST = 3   # a mutant that fails many tests often fails them by timeouts: confirm a few, not all
 
 
 @dataclass(frozen=True)
@@ -220,11 +221,12 @@ def read_outcomes(output: Path) -> dict[str, Outcome]:
 
 
 def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, title: str,
-        baseline_passed: set[str] | None = None) -> RunResult:
+        baseline_passed: set[str] | None = None, claims: tuple[str, ...] = ()) -> RunResult:
     """The whole run for one source; never raises for a broken mutant (``RunResult.error`` says what broke).
 
-    With ``baseline_passed`` (the IDs that pass on the unmutated source), the tests of it that failed are run a
-    second time on the same sandbox (with preflight and install again): ``RunResult.confirmation``."""
+    With ``baseline_passed`` (the IDs that pass on the unmutated source), up to ``CONFIRM_AT_MOST`` of them that
+    failed (those in ``claims`` first) run a second time on the same sandbox, with preflight and install again:
+    ``RunResult.confirmation``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "sandbox.log"
     result = RunResult(trees.label)
@@ -235,8 +237,12 @@ def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, titl
         if build(env, log, result) is None:
             return result
         rc, _, result.seconds["up"] = _sandbox(env, log, "up", timeout=1200)
+        if rc != 0:   # the mutant is not running yet: a start failure is the machine's, so try once more
+            _sandbox(env, log, "down")
+            rc, _, seconds = _sandbox(env, log, "up", timeout=1200)
+            result.seconds["up"] += seconds
         if rc != 0:
-            result.error = f"the sandbox did not start: {_tail(log)}"
+            result.error = f"the sandbox did not start (twice): {_tail(log)}"
             return result
         result.error = check_loaded(settings, result)
         if result.error:
@@ -249,8 +255,9 @@ def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, titl
             result.error = f"robot wrote no output.xml (rc {result.robot_rc}); see {out_dir / 'console.txt'}"
             return result
         result.tests = read_outcomes(out_dir / "output.xml")
-        suspects = sorted(test for test, outcome in result.tests.items()
-                          if outcome.status == "FAIL" and test in (baseline_passed or set()))
+        suspects = sorted((test for test, outcome in result.tests.items()
+                           if outcome.status == "FAIL" and test in (baseline_passed or set())),
+                          key=lambda test: (test not in claims, test))[:CONFIRM_AT_MOST]
         if suspects:
             confirm_started = time.monotonic()
             confirm_dir = out_dir / "confirm"

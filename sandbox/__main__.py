@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import build, cluster, config, netcheck, tools
+from .agent.host_driver import GPU_NODE_ENV
 from .errors import SandboxError
 from .gpu import cli as gpu_cli
 from .hami import cli as hami_cli
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start the sandbox (no-op when it already runs)")
     up.add_argument("--topology", type=Path,
                     help=f"GPU topology YAML (default: ${config.TOPOLOGY_ENV} or {config.TOPOLOGY_FILE.name})")
+    up.add_argument("--gpu-node", action="store_true",
+                    help="GPU-node mode: one node that is this machine, its real GPUs (sets HAMI_E2E_GPU_NODE=1; "
+                         "see sandbox/gpu_node.py)")
     up.add_argument("--no-hami", action="store_true",
                     help="do not build or load HAMi (only the control plane and the fake nodes)")
     commands.add_parser("down", help="stop every sandbox process and remove its files (the cache stays)")
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gpu":
             return gpu_cli.run(args)
         if args.command == "up":
+            if args.gpu_node:
+                os.environ[GPU_NODE_ENV] = "1"   # the node agent and kwok, started by up, inherit it
             cluster.up(args.topology, load_hami=not args.no_hami)
             return 0
         if args.command == "down":

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import config, prebuilt
 from .errors import SandboxError
 from .progress import say, step
 
@@ -121,7 +121,11 @@ def _run(argv: list[str], what: str, log: Path, module_dir: Path) -> None:
 
 def ensure_binaries(version: str | None = None) -> Path:
     """Return the directory with all sandbox binaries of Kubernetes ``version`` (default: ``config.kube_version()``,
-    i.e. ``HAMI_E2E_KUBE_VERSION`` or the default), building whatever the cache lacks."""
+    i.e. ``HAMI_E2E_KUBE_VERSION`` or the default), building whatever the cache lacks (``HAMI_E2E_PREBUILT``: the
+    packed ones, see ``prebuilt.py``)."""
+    packed = prebuilt.kube_bin_dir(config.pins(version).kubernetes)
+    if packed is not None:
+        return packed
     go = _go()
     version = config.kube_version(version)
     module_dir = config.kube_module_dir(version)

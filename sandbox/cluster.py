@@ -15,7 +15,7 @@ from typing import Iterator
 
 import yaml
 
-from . import build, charts, config, control_plane, node_images, processes, tools, topology, twin
+from . import build, charts, config, control_plane, gpu_node, node_images, processes, tools, topology, twin
 from . import kubelet as kubelet_build
 from .errors import SandboxError
 from .pki import Pki
@@ -82,8 +82,11 @@ def _exclusive() -> Iterator[None]:
 def up(topology_file: Path | None = None, load_hami: bool = True) -> Path:
     """Start the sandbox (a no-op when it already runs); returns the kubeconfig path. With ``load_hami`` HAMi is
     built (first time: minutes) and its images and charts are loaded, ready for ``helm install``. The topology is
-    ``topology_file`` or ``config.topology_file()``; the Kubernetes version ``config.kube_version()``."""
+    ``topology_file`` or ``config.topology_file()`` (GPU-node mode: this machine's, ``gpu_node.py``); the Kubernetes
+    version ``config.kube_version()``."""
     with _exclusive():
+        if topology_file is None and gpu_node.enabled():
+            topology_file = gpu_node.write_topology()
         return _up((topology_file or config.topology_file()).resolve(), load_hami)
 
 
@@ -120,7 +123,7 @@ def _up(topology_file: Path, load_hami: bool) -> Path:
         (run / "topology.path").write_text(str(topology_file.resolve()))
         _load_images(run, bin_dir, config.pins().kubernetes)
         if load_hami:
-            twin.load_hami(run, cli_tools.helm, gpu_topology)
+            (gpu_node.load_hami if gpu_node.enabled() else twin.load_hami)(run, cli_tools.helm, gpu_topology)
         kubelet = kubelet_build.ensure_binary()
         for component in (_agent(run, topology_file), charts.component(run),
                           *(_device_kubelet(kubelet, run, node.name) for node in gpu_topology.nodes)):
@@ -203,7 +206,9 @@ def _agent(run: Path, topology_file: Path) -> processes.Component:
         [sys.executable, "-m", "sandbox.agent", "--run-dir", str(run), "--topology", str(topology_file)],
         [],
         lambda: (run / "agent-status.json").exists(),
-        env={"PYTHONPATH": str(config.REPO_DIR), "PYTHONUNBUFFERED": "1"},
+        # the caller's PYTHONPATH stays after ours: the GPU twin's pack brings the Python packages that way
+        env={"PYTHONPATH": os.pathsep.join(p for p in (str(config.REPO_DIR), os.environ.get("PYTHONPATH")) if p),
+             "PYTHONUNBUFFERED": "1"},
     )
 
 

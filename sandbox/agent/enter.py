@@ -8,7 +8,11 @@ library only, no package imports) so it starts fast with ``-I``. Steps, all in t
 3. build the container's root on a tmpfs: ``/proc`` and ``/sys``, a minimal ``/dev``, private ``/tmp`` and ``/run``;
    unless the spec asks for a ``minimal`` root, the host's ``/usr`` folders (``host_usr``, default all) and ``/etc``
    entries read-only as the image's base; then the image folder's files; then the volumes at their mount paths;
-4. chroot into it, switch user if the pod asks, and exec the command with the container's environment.
+4. for a container given real GPUs (``gpu`` in the spec, GPU-node mode: ``host_driver.py``), isolate them as the
+   NVIDIA container runtime does: ``/dev`` mounted ``nodev`` holding only the given device nodes (bound from the
+   host), ``/proc/driver/nvidia/gpus`` reduced to the given GPUs' PCI entries, ``nvidia-modprobe`` masked and
+   CAP_MKNOD dropped from the bounding set, so that not even root in it can re-create a hidden GPU's node;
+5. chroot into it, switch user if the pod asks, and exec the command with the container's environment.
 
 Nothing here changes the host: every mount happens in the private mount namespace and disappears with it.
 A command that is not in the container answers exit 127, as a shell in a container without that binary would.
@@ -33,6 +37,8 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+PR_CAPBSET_DROP = 24
+CAP_MKNOD = 27
 
 HOST_USR_DIRS = ("bin", "lib", "lib64", "libexec", "sbin", "share")
 MERGED_USR_LINKS = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
@@ -96,7 +102,7 @@ def _overlay_image(image_root: str, root: str, relative: str = "") -> None:
 def _build_root(spec: dict) -> str:
     root = spec["rootfs"]
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
-    _base_dirs(root)
+    _base_dirs(root, spec.get("gpu"))
     if not spec.get("minimal"):
         _host_system(root, spec.get("host_usr", HOST_USR_DIRS))
     if spec.get("image_root"):
@@ -104,19 +110,49 @@ def _build_root(spec: dict) -> str:
     for item in sorted(spec.get("mounts", []), key=lambda m: m["target"].count("/")):
         _bind(item["source"], _inside(root, item["target"]), readonly=item.get("readonly", False),
               noexec=item.get("noexec", False))
+    if spec.get("gpu") is not None:
+        _isolate_gpus(root, spec["gpu"])
     return root
 
 
-def _base_dirs(root: str) -> None:
+def _isolate_gpus(root: str, gpu: dict) -> None:
+    """Only the given GPUs in ``/proc/driver/nvidia/gpus`` (``proc_gpus``: their PCI names; None keeps all),
+    ``nvidia-modprobe`` masked (``mask``: container paths), CAP_MKNOD gone from the bounding set."""
+    proc_gpus = os.path.join(root, "proc", "driver", "nvidia", "gpus")
+    if gpu.get("proc_gpus") is not None and os.path.isdir(proc_gpus):
+        staging = os.path.join(root, "run", ".gpus")
+        os.makedirs(staging)
+        _mount("/proc/driver/nvidia/gpus", staging, None, MS_BIND | MS_REC)
+        _mount("tmpfs", proc_gpus, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=555")
+        for pci in gpu["proc_gpus"]:
+            os.makedirs(os.path.join(proc_gpus, pci))
+            _mount(os.path.join(staging, pci), os.path.join(proc_gpus, pci), None, MS_BIND | MS_REC)
+        _check(_libc.umount2(staging.encode(), ctypes.c_int(2)), f"detaching {staging}")   # MNT_DETACH
+        os.rmdir(staging)
+    for path in gpu.get("mask", []):
+        target = _inside(root, path)
+        if os.path.isfile(target):
+            _mount("/dev/null", target, None, MS_BIND)
+    if not gpu.get("drop_mknod", True):
+        return
+    ulong = ctypes.c_ulong
+    _check(_libc.prctl(PR_CAPBSET_DROP, ulong(CAP_MKNOD), ulong(0), ulong(0), ulong(0)),
+           "dropping CAP_MKNOD from the bounding set")
+
+
+def _base_dirs(root: str, gpu: dict | None = None) -> None:
     """What every root has: /proc and /sys of this kernel, a minimal /dev, private /tmp and /run."""
     _bind("/proc", os.path.join(root, "proc"), readonly=False)
     _bind("/sys", os.path.join(root, "sys"), readonly=True)
     dev = os.path.join(root, "dev")
     os.makedirs(dev)
-    _mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755")
+    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | (MS_NODEV if gpu is not None else 0), "mode=755")
     for name in DEVICES:
         if os.path.exists(f"/dev/{name}"):
             _bind(f"/dev/{name}", os.path.join(dev, name), readonly=False)
+    for node in (gpu or {}).get("devices", []):
+        if os.path.exists(node):
+            _bind(node, os.path.join(dev, os.path.basename(node)), readonly=False)
     os.makedirs(os.path.join(dev, "shm"))
     _mount("tmpfs", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),

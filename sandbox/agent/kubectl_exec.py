@@ -25,12 +25,15 @@ from .. import config
 from ..errors import SandboxError
 from ..node_images import GPU_CONTAINER_TOOLS
 from ..progress import say
+from .host_driver import gpu_node_enabled
 
 SOURCE = Path(__file__).with_name("native") / "hami-e2e-exec.c"
 EXEC_TIMEOUT_SECONDS = 600
 # Programs a user may exec in HAMi's containers and in GPU containers; kwok finds no other name (module docstring).
 ALWAYS = (*GPU_CONTAINER_TOOLS, "nvidia-smi", "gpu-workload", "scheduler", "nvidia-device-plugin", "vGPUmonitor",
           "kube-scheduler")
+# GPU-node mode (real GPUs): PyTorch's interpreter is in GPU containers too.
+GPU_NODE_PROGRAMS = ("python3",)
 
 
 def ensure_dispatcher() -> Path:
@@ -74,7 +77,7 @@ def install_names(run_dir: Path, dispatcher: Path, names: tuple[str, ...] | list
 def kwok_launch(run_dir: Path, kwok_argv: list[str], stages_dir: Path) -> list[str]:
     """The command starting kwok chrooted as described above: ``enter.py`` with a minimal root."""
     dispatcher = ensure_dispatcher()
-    install_names(run_dir, dispatcher)
+    install_names(run_dir, dispatcher, ALWAYS + (GPU_NODE_PROGRAMS if gpu_node_enabled() else ()))
     rootfs = run_dir / "kwok-root"
     rootfs.mkdir(parents=True, exist_ok=True)
     spec = {

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from . import certgen, gpu_containers, kubectl_exec, probes
 from .containers import (BuiltinProcess, ContainerEnv, ContainerProcess, LaunchSpec, LogFile, Process,
                          container_env, expand, now, wants_gpu_driver)
+from .host_driver import HostDriver
 from .images import GPU_CONTAINER, Catalog, Image
 from .namespaces import PodNetwork
 from .volumes import VolumeBuilder, VolumeNotReady
@@ -43,8 +44,8 @@ GPU_CONTAINER_NVML = "/usr/local/nvidia/container"   # the container's own profi
 @dataclass
 class Node:
     """What the agent knows of one fake node: its root folder, its simulated driver (libraries, and the mock NVML's
-    folder with the node's profile, fault overrides and GPU process list), its GPUs and the kubelet stand-in's
-    Allocate records."""
+    folder with the node's profile, fault overrides and GPU process list) or, in GPU-node mode, the machine's real
+    driver (``host_driver``), its GPUs and the kubelet stand-in's Allocate records."""
 
     name: str
     root: Path
@@ -53,6 +54,7 @@ class Node:
     gpus: dict[str, tuple[str, int]] = field(default_factory=dict)   # uuid -> (model, memory MiB)
     allocations: Path | None = None
     gpu_resource: str = "nvidia.com/gpu"
+    host_driver: HostDriver | None = None
 
 
 @dataclass
@@ -321,6 +323,8 @@ class PodWorker:
             if self.gpu:    # the container's own GPUs; the node's faults (sync_faults) and GPU processes apply
                 env["MOCK_NVML_CONFIG"] = f"{GPU_CONTAINER_NVML}/config.yaml"
             env["MOCK_NVML_PROCESS_DIR"] = f"{NVML_DIR}/processes"
+        if wants_gpu_driver(env) and self.node.host_driver is not None:
+            env.update(self.node.host_driver.container_env(env))
         return env
 
     def _launch_spec(self, item: Container, image: Image) -> LaunchSpec:
@@ -335,16 +339,22 @@ class PodWorker:
         if wants_gpu_driver(item.env) and self.node.driver_dir is not None and self.node.nvml_dir is not None:
             mounts.append({"source": str(self.node.driver_dir), "target": DRIVER_DIR, "readonly": True})
             mounts.append({"source": str(self.node.nvml_dir), "target": NVML_DIR, "readonly": False})
+        host = self.node.host_driver
+        gpu_isolation = None
+        if wants_gpu_driver(item.env) and host is not None:
+            mounts += host.mounts()
+            gpu_isolation = host.isolation(item.env["NVIDIA_VISIBLE_DEVICES"], self.gpu)
         uid = getattr(item.spec.security_context or self.pod.spec.security_context, "run_as_user", None)
         gid = getattr(item.spec.security_context or self.pod.spec.security_context, "run_as_group", None)
         host_usr = None
         if self.gpu:
             uid = uid if uid is not None else gpu_containers.DEFAULT_UID
             gid = gid if gid is not None else uid
-            host_usr = gpu_containers.HOST_USR
+            host_usr = gpu_containers.HOST_USR if host is None else None   # real GPUs: the host's programs too
             if item.allocation is not None:
-                folder = self._gpu_dir(item)
                 mounts += gpu_containers.allocation_mounts(item.allocation, self.node.root, uid, self.s.run_dir)
+            if item.allocation is not None and host is None:
+                folder = self._gpu_dir(item)
                 node_profile = self.node.nvml_dir / "config.yaml" if self.node.nvml_dir else None
                 gpu_containers.write_container_profile(item.allocation, self.node.gpus, folder / "config.yaml",
                                                        node_profile)
@@ -356,7 +366,8 @@ class PodWorker:
         return LaunchSpec(argv=argv, env=item.env, rootfs=self.dir / "rootfs" / item.spec.name,
                           image_root=image.root, mounts=mounts,
                           netns=self.network.path if self.network else None, hostname=self.pod.metadata.name,
-                          workdir=item.spec.working_dir or "/", uid=uid, gid=gid, host_usr=host_usr)
+                          workdir=item.spec.working_dir or "/", uid=uid, gid=gid, host_usr=host_usr,
+                          gpu=gpu_isolation)
 
     def _gpu_dir(self, item: Container) -> Path:
         return self.dir / "gpu" / item.spec.name

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import build as kube_build
-from .. import config
+from .. import config, prebuilt
 from ..errors import SandboxError
 from ..progress import say, step
 from . import image
@@ -98,7 +98,11 @@ def builds_dir() -> Path:
 
 
 def ensure_build(source: str | os.PathLike[str] | None = None, cache: Path | None = None) -> HamiBuild:
-    """The build of ``source`` (see ``source.resolve``), made when the cache (default ``builds_dir()``) lacks it."""
+    """The build of ``source`` (see ``source.resolve``), made when the cache (default ``builds_dir()``) lacks it.
+    With ``HAMI_E2E_PREBUILT`` the packed build (``source`` may only name its version)."""
+    packed = prebuilt.hami_build_dir(None if source is None else str(source)) if cache is None else None
+    if packed is not None:
+        return HamiBuild(packed, _read_info(packed))
     hami = resolve(source)
     go = _go()
     go_version = _go_version(go)

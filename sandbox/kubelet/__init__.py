@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import build as kube_build
-from .. import config
+from .. import config, prebuilt
 from ..errors import SandboxError
 from ..progress import say, step
 
@@ -55,7 +55,11 @@ def cache_key(go_version: str) -> str:
 
 
 def ensure_binary(cache: Path | None = None) -> Path:
-    """The path of ``hami-e2e-kubelet``, built when the cache (default ``<cache>/kubelet``) lacks it."""
+    """The path of ``hami-e2e-kubelet``, built when the cache (default ``<cache>/kubelet``) lacks it (the packed one
+    with ``HAMI_E2E_PREBUILT``)."""
+    packed = prebuilt.kubelet_binary()
+    if packed is not None and cache is None:
+        return packed
     go = _go()
     go_version = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
     base = cache or config.cache_dir() / "kubelet"

@@ -8,8 +8,10 @@ which tests catch each break.
     .venv/bin/python -m tools.mutants --check                  # apply and compile every mutant, run nothing
     .venv/bin/python -m tools.mutants --only NAME --baseline results/mutants/run-<stamp>   # reuse a baseline
 
-Each run starts its own sandbox (``--sandbox-dir``, ``--port-offset``; default /tmp/mutant-sandbox and 7000) from
-the run's source trees, runs the robot tests the mutant selects (plus preflight and install) and stops the sandbox.
+The suite (with the sandbox code) is copied into the results folder first, from the committed HEAD (``--worktree``:
+the working tree as it is), so edits made while the harness runs do not mix into it. Each run starts its own sandbox
+(``--sandbox-dir``, ``--port-offset``; default /tmp/mutant-sandbox and 7000) from the run's source trees, runs the
+robot tests the mutant selects (plus preflight and install) and stops the sandbox.
 The baseline is the unmutated source with the union of those selections; a mutant is killed by a test that passes on
 the baseline and fails on the mutant twice (the second time in a confirmation run of up to three of the failed tests,
 the claimed ones first).
@@ -48,6 +50,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="reuse the baseline of an earlier harness run (its folder) instead of running it")
     parser.add_argument("--max-minutes", type=float, default=10.0,
                         help="cap of one mutant's robot run (the baseline gets three times as much); default 10")
+    parser.add_argument("--worktree", action="store_true",
+                        help="test the working tree's suite (your uncommitted changes) instead of the committed HEAD")
     parser.add_argument("--sandbox-dir", type=Path, default=Path("/tmp/mutant-sandbox"))
     parser.add_argument("--port-offset", type=int, default=7000)
     return parser.parse_args(argv)
@@ -94,21 +98,23 @@ def check(chosen: list[Mutant], base: trees.BaseSources, settings: runs.Settings
         result = runs.RunResult(mutant.name)
         out = folder / mutant.name
         out.mkdir(parents=True, exist_ok=True)
-        runs.build(runs.environment(settings, run_trees, out), out / "sandbox.log", result)
+        runs.build(settings, runs.environment(settings, run_trees, out), out / "sandbox.log", result)
         broken += bool(result.error)
         say(f"{mutant.name}: {result.error or 'builds'} ({result.seconds.get('build', 0):.0f} s)")
     return 1 if broken else 0
 
 
-def baseline_from(folder: Path) -> runs.RunResult:
+def baseline_from(folder: Path) -> tuple[runs.RunResult, str]:
+    """The baseline of an earlier harness run and the suite it ran."""
     output = folder / "baseline" / "output.xml"
     if not output.is_file():
         raise SystemExit(f"{folder} holds no baseline/output.xml of an earlier harness run")
     try:
-        seconds = json.loads((folder / "results.json").read_text())["baseline"]["seconds"]
-    except (OSError, ValueError, KeyError):
-        seconds = {}
-    return runs.RunResult("baseline", tests=runs.read_outcomes(output), seconds=seconds)
+        earlier = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    seconds = earlier.get("baseline", {}).get("seconds", {})
+    return runs.RunResult("baseline", tests=runs.read_outcomes(output), seconds=seconds), earlier.get("suite", "")
 
 
 def describe(result: runs.RunResult) -> str:
@@ -145,19 +151,26 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = RESULTS / f"run-{stamp}"   # not a bare stamp: results/<release>/<stamp>/ is the run archive's pattern
     folder.mkdir(parents=True)
-    settings = runs.Settings(args.sandbox_dir, args.port_offset, args.max_minutes * 60)
-    say(f"{len(chosen)} mutant(s) of {base.describe()}; results in {folder}")
+    try:
+        suite = trees.snapshot_suite(folder / "suite", args.worktree)
+    except trees.MutationError as error:
+        print(f"mutants: {error}", file=sys.stderr)
+        return 2
+    settings = runs.Settings(args.sandbox_dir, args.port_offset, args.max_minutes * 60, folder / "suite")
+    say(f"{len(chosen)} mutant(s) of {base.describe()}; suite {suite}; results in {folder}")
     if args.check:
         return check(chosen, base, settings, folder)
     started = time.monotonic()
-    meta = {"started": stamp, "sources": base.describe(), "sandbox_dir": str(args.sandbox_dir),
+    meta = {"started": stamp, "sources": base.describe(), "suite": suite, "sandbox_dir": str(args.sandbox_dir),
             "port_offset": args.port_offset, "full": args.full}
     if args.baseline:
-        baseline = baseline_from(args.baseline)
+        baseline, baseline_suite = baseline_from(args.baseline)
         say(f"baseline from {args.baseline}: {describe(baseline)}")
+        if baseline_suite != suite:
+            say(f"note: that baseline ran suite {baseline_suite or '?'}, this run tests suite {suite}")
     else:
         say("baseline (unmutated source) ...")
-        baseline_settings = runs.Settings(args.sandbox_dir, args.port_offset, args.max_minutes * 180)
+        baseline_settings = runs.Settings(args.sandbox_dir, args.port_offset, args.max_minutes * 180, folder / "suite")
         baseline = runs.run(trees.for_run(base, None), baseline_settings, selection(None, chosen, args.full),
                             folder / "baseline", "Mutation baseline")
         say(f"baseline: {describe(baseline)} in {baseline.seconds.get('total', 0):.0f} s")

@@ -50,6 +50,7 @@ class Settings:
     sandbox_dir: Path
     port_offset: int
     max_seconds: float
+    suite_dir: Path = REPO   # the copy of the repository the sandbox and robot run from (``trees.snapshot_suite``)
 
 
 @dataclass
@@ -103,11 +104,11 @@ def environment(settings: Settings, trees: Trees, out_dir: Path) -> dict[str, st
     return env
 
 
-def _step(argv: list[str], env: dict[str, str], log: Path, timeout: float) -> tuple[int, str, float]:
-    """Run a command, append its output to ``log``; returns (rc, stdout, seconds)."""
+def _step(argv: list[str], env: dict[str, str], log: Path, timeout: float, cwd: Path) -> tuple[int, str, float]:
+    """Run a command in ``cwd``, append its output to ``log``; returns (rc, stdout, seconds)."""
     started = time.monotonic()
     try:
-        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
         rc, out, err = result.returncode, result.stdout, result.stderr
     except subprocess.TimeoutExpired as expired:
         rc, out, err = 124, str(expired.stdout or ""), f"{expired.stderr or ''}\ntimed out after {timeout:.0f} s"
@@ -116,8 +117,10 @@ def _step(argv: list[str], env: dict[str, str], log: Path, timeout: float) -> tu
     return rc, out, time.monotonic() - started
 
 
-def _sandbox(env: dict[str, str], log: Path, *args: str, timeout: float = 900) -> tuple[int, str, float]:
-    return _step([sys.executable, "-m", "sandbox", *args], env, log, timeout)
+def _sandbox(settings: Settings, env: dict[str, str], log: Path, *args: str,
+             timeout: float = 900) -> tuple[int, str, float]:
+    """``python -m sandbox <args>`` in the suite copy (its ``sandbox`` package comes first on the import path)."""
+    return _step([sys.executable, "-m", "sandbox", *args], env, log, timeout, settings.suite_dir)
 
 
 def _tail(log: Path, lines: int = 6) -> str:
@@ -128,15 +131,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build(env: dict[str, str], log: Path, result: RunResult) -> Path | None:
+def build(settings: Settings, env: dict[str, str], log: Path, result: RunResult) -> Path | None:
     """Build (or reuse) the run's HAMi and HAMi-core; returns the libvgpu.so path, or None with ``result.error``."""
-    rc, out, seconds = _sandbox(env, log, "hami", "build", timeout=1800)
+    rc, out, seconds = _sandbox(settings, env, log, "hami", "build", timeout=1800)
     result.seconds["build"] = seconds
     if rc != 0:
         result.error = f"HAMi does not build: {_tail(log)}"
         return None
     result.hami_build = out.strip().splitlines()[-1]
-    rc, out, seconds = _sandbox(env, log, "gpu", "build", timeout=900)
+    rc, out, seconds = _sandbox(settings, env, log, "gpu", "build", timeout=900)
     result.seconds["build"] += seconds
     libvgpu = next((line.split("=", 1)[1] for line in out.splitlines() if line.startswith("libvgpu=")), "")
     if rc != 0 or not libvgpu:
@@ -169,22 +172,23 @@ def robot_command(out_dir: Path, settings: Settings, select: list[str], title: s
     includes = [arg for pattern in [*PREREQUISITES, *select] for arg in ("--include", pattern)]
     return [
         sys.executable, "-m", "robot",
-        "--pythonpath", str(REPO / "libraries"),
-        "--variablefile", str(REPO / "variables" / "sandbox.yaml"),
+        "--pythonpath", str(settings.suite_dir / "libraries"),
+        "--variablefile", str(settings.suite_dir / "variables" / "sandbox.yaml"),
         "--variable", f"KUBECONFIG:{settings.sandbox_dir / 'kubeconfig'}",
         "--variable", "HAMI_PREVIOUS_CHART_VERSION:",
         "--skiponfailure", "known-bug:*",
         "--tagstatexclude", "HAMI-E2E-*", "--tagstatexclude", "HOST-*",
         "--name", title, "--console", "dotted",
         "--outputdir", str(out_dir), "--output", "output.xml", "--log", "log.html", "--report", "report.html",
-        *includes, str(REPO / "suites"),
+        *includes, str(settings.suite_dir / "suites"),
     ]
 
 
-def run_robot(argv: list[str], env: dict[str, str], out_dir: Path, deadline: float) -> tuple[int, bool]:
-    """robot until it ends or ``deadline`` (monotonic) passes: then SIGINT, then SIGTERM a minute later."""
+def run_robot(argv: list[str], env: dict[str, str], out_dir: Path, deadline: float,
+              cwd: Path) -> tuple[int, bool]:
+    """robot (in ``cwd``) until it ends or ``deadline`` (monotonic) passes: then SIGINT, then SIGTERM later."""
     with (out_dir / "console.txt").open("w") as console:
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=console, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=console, stderr=subprocess.STDOUT)
         try:
             return process.wait(timeout=max(1.0, deadline - time.monotonic())), False
         except subprocess.TimeoutExpired:
@@ -232,14 +236,14 @@ def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, titl
     result = RunResult(trees.label)
     started = time.monotonic()
     env = environment(settings, trees, out_dir)
-    _sandbox(env, log, "down")   # a sandbox left by an interrupted run of the harness
+    _sandbox(settings, env, log, "down")   # a sandbox left by an interrupted run of the harness
     try:
-        if build(env, log, result) is None:
+        if build(settings, env, log, result) is None:
             return result
-        rc, _, result.seconds["up"] = _sandbox(env, log, "up", timeout=1200)
+        rc, _, result.seconds["up"] = _sandbox(settings, env, log, "up", timeout=1200)
         if rc != 0:   # the mutant is not running yet: a start failure is the machine's, so try once more
-            _sandbox(env, log, "down")
-            rc, _, seconds = _sandbox(env, log, "up", timeout=1200)
+            _sandbox(settings, env, log, "down")
+            rc, _, seconds = _sandbox(settings, env, log, "up", timeout=1200)
             result.seconds["up"] += seconds
         if rc != 0:
             result.error = f"the sandbox did not start (twice): {_tail(log)}"
@@ -249,7 +253,8 @@ def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, titl
             return result
         robot_started = time.monotonic()
         argv = robot_command(out_dir, settings, select, title)
-        result.robot_rc, result.timed_out = run_robot(argv, env, out_dir, robot_started + settings.max_seconds)
+        result.robot_rc, result.timed_out = run_robot(argv, env, out_dir, robot_started + settings.max_seconds,
+                                                          settings.suite_dir)
         result.seconds["robot"] = time.monotonic() - robot_started
         if not (out_dir / "output.xml").is_file():
             result.error = f"robot wrote no output.xml (rc {result.robot_rc}); see {out_dir / 'console.txt'}"
@@ -263,11 +268,11 @@ def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, titl
             confirm_dir = out_dir / "confirm"
             confirm_dir.mkdir()
             argv = robot_command(confirm_dir, settings, suspects, f"{title} (confirmation)")
-            run_robot(argv, env, confirm_dir, confirm_started + settings.max_seconds)
+            run_robot(argv, env, confirm_dir, confirm_started + settings.max_seconds, settings.suite_dir)
             if (confirm_dir / "output.xml").is_file():
                 result.confirmation = read_outcomes(confirm_dir / "output.xml")
             result.seconds["confirm"] = time.monotonic() - confirm_started
         return result
     finally:
-        _, _, result.seconds["down"] = _sandbox(env, log, "down")
+        _, _, result.seconds["down"] = _sandbox(settings, env, log, "down")
         result.seconds["total"] = time.monotonic() - started

@@ -11,8 +11,10 @@ harness's own: placing a mutant ``libvgpu.so`` into that folder can never touch 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -175,3 +177,26 @@ def check_applies(base: BaseSources, mutants: list[Mutant]) -> None:
                         core_root = gpu_sources.unpack(base.core, Path(scratch) / "core")
                     root = core_root
                 _checked_text(root, mutant.name, edit)
+
+
+def snapshot_suite(dest: Path, worktree: bool = False) -> str:
+    """Copy this repository's suite (suites, resources, libraries, variables, the sandbox, everything git knows)
+    into ``dest`` and return what was copied: the committed HEAD by default, since other engineers may be editing
+    the working tree while the harness runs for an hour; with ``worktree`` the working tree's tracked and
+    unignored files as they are now (your own uncommitted changes)."""
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "-C", str(config.REPO_DIR), *args], capture_output=True, check=True).stdout
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD").decode().strip()
+        if not worktree:
+            with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", "HEAD"))) as archive:
+                archive.extractall(dest, filter="data")
+            return commit
+        for name in filter(None, git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split(b"\0")):
+            source = config.REPO_DIR / name.decode()
+            if source.is_file():
+                (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest / name.decode())
+        return f"{commit} + working tree"
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise MutationError(f"cannot copy the suite from {config.REPO_DIR} with git: {error}") from error

@@ -6,17 +6,10 @@ from datetime import timedelta
 
 from robotlibcore import DynamicCore
 
+from hami_e2e import __version__
 from hami_e2e.core.context import Context, HamiTarget
 from hami_e2e.core.listener import HamiListener
-from hami_e2e.keywords.diagnostics import DiagnosticsKeywords
-from hami_e2e.keywords.hami_state import HamiStateKeywords
-from hami_e2e.keywords.helm import HelmKeywords
-from hami_e2e.keywords.nvidia_smi import NvidiaSmiKeywords
-from hami_e2e.keywords.run_control import RunControlKeywords
-from hami_e2e.keywords.target import TargetKeywords
-from hami_e2e.keywords.workloads import WorkloadKeywords
-
-__version__ = "0.1.0"
+from hami_e2e.keywords import DiagnosticsKeywords, components
 
 
 class HamiLibrary(DynamicCore):
@@ -27,15 +20,26 @@ class HamiLibrary(DynamicCore):
     = What the library covers =
 
     | =Area= | =Keywords (examples)= |
-    | Workloads | `Create Test Namespace`, `Create GPU Pod`, `Build GPU Pod Spec`, `Wait For Pod Running`, `Wait For Pod Pending With Reason`, `Exec In Pod`, `Delete Pod` |
-    | HAMi state | `Pod Allocation Should Be`, `Pod Should Be Mutated By HAMi Webhook`, `Pod Should Have Event`, `Node Registration Should Match`, `Metric Should Be Present` |
+    | Workloads | `Create Test Namespace`, `Build GPU Pod Spec`, `Create Pod From Spec`, `Wait Until Pod Is Running`, `Wait Until Pod Is Pending With Reason`, `Exec In Pod`, `Delete Pod` |
+    | HAMi state | `Pod Allocation Should Be`, `Pod Should Be Mutated By HAMi Webhook`, `Wait Until Pod Has Event`, `Wait Until Node Registration Matches`, `Wait Until Metric Is Present` |
     | Helm | `Install HAMi Chart`, `Upgrade HAMi Release`, `Rollback HAMi Release`, `Uninstall HAMi Release`, `Wait Until HAMi Components Are Ready` |
-    | nvidia-smi | `GPU Memory Total Should Be`, `GPU Count Should Be`, `GPU UUIDs Should Be` (they take nvidia-smi output text) |
+    | nvidia-smi | `GPU Memory Total Should Be`, `GPU UUIDs Should Be` (they take nvidia-smi output text) |
     | Diagnostics | `Collect Diagnostics On Failure`, `Scan HAMi Component Logs For Errors` |
     | Run control | `Cluster Should Be Reachable`, `Set Target Capability`, `Skip Test If Target Lacks Capabilities` |
 
     Keyword tags (``Helm``, ``Pod``, ``Wait``, ``Assertion``, ``HAMi``, ``Node``, ``Metrics``, ``Diagnostics`` …)
-    filter this page.
+    filter this page. ``resources/gpu_pods.resource`` builds the everyday pod keywords on these (``Create GPU Pod``,
+    ``Create Pod Without GPU``, ``Start GPU Pod``).
+
+    = Conventions =
+
+    - A keyword that waits says so: its name starts with ``Wait Until``, or it takes ``timeout`` and its
+      documentation starts with "Waits up to ``timeout``" (actions that also wait: `Delete Pod`, `Install HAMi
+      Chart`, `Restart HAMi Scheduler`, `Exec In Pod`). Every other keyword reads the cluster once.
+    - The pod argument is ``pod`` everywhere (default: the last pod the test created); ``namespace`` defaults to
+      the test namespace.
+    - Every keyword that can fail on an expectation (``… Should …``, ``Wait Until …``) takes ``message``, which
+      replaces the generated failure text.
 
     = Connection =
 
@@ -117,15 +121,7 @@ class HamiLibrary(DynamicCore):
                 local_log_files=list(hami_local_log_files or []),
             ),
         )
-        diagnostics = DiagnosticsKeywords(self.ctx)
-        components = [
-            WorkloadKeywords(self.ctx),
-            HamiStateKeywords(self.ctx),
-            HelmKeywords(self.ctx),
-            diagnostics,
-            RunControlKeywords(self.ctx),
-            NvidiaSmiKeywords(self.ctx),
-            TargetKeywords(self.ctx),
-        ]
-        super().__init__(components)
-        self.ROBOT_LIBRARY_LISTENER = HamiListener(self.ctx, diagnostics)
+        parts = components(self.ctx)
+        diagnostics = next(c for c in parts if isinstance(c, DiagnosticsKeywords))
+        super().__init__(parts)
+        self.ROBOT_LIBRARY_LISTENER = HamiListener(self.ctx, diagnostics.collect_diagnostics)

@@ -37,8 +37,8 @@ A Plain Pod Runs In The Test Namespace
     [Documentation]    A pod without GPU resources starts on a GPU node and can be deleted: namespaces, pods and
     ...    the watch-based waits work before anything GPU-related is tested.
     [Tags]    HAMI-E2E-004
-    Create GPU Pod    plain    gpus=${None}
-    Wait For Pod Running    plain    timeout=${POD_START_TIMEOUT}
+    Create Pod Without GPU    plain
+    Wait Until Pod Is Running    plain    timeout=${POD_START_TIMEOUT}
     Delete Pod    plain    timeout=${POD_DELETE_TIMEOUT}
 
 Installed HAMi Registers Every GPU Node
@@ -47,5 +47,5 @@ Installed HAMi Registers Every GPU Node
     ...    suite 01 checks this after the install.
     [Tags]    HAMI-E2E-005    needs-hami
     Skip If Suite Installs HAMi
-    Every GPU Node Should Be Registered
+    Wait Until Every GPU Node Is Registered
     Record HAMi Versions In Metadata

@@ -25,7 +25,7 @@ HAMi Scheduler And Device Plugin Become Ready
     [Documentation]    The scheduler Deployment and the device-plugin DaemonSet are fully rolled out and the
     ...    scheduler Service has a ready endpoint, so the webhook can answer.
     [Tags]    HAMI-E2E-011    needs-hami
-    HAMi Should Be Ready For GPU Pods
+    Wait Until HAMi Is Ready For GPU Pods
 
 HAMi Webhook Is Registered For Pod Creation
     [Documentation]    A MutatingWebhookConfiguration carries webhook vgpu.hami.io for pod CREATE.
@@ -36,7 +36,7 @@ Every GPU Node Is Registered With Its GPUs
     [Documentation]    Each GPU node's hami.io/node-nvidia-register lists GPUS_PER_NODE healthy GPUs of GPU_MODEL
     ...    with GPU_MEMORY_MIB each, split DEVICE_SPLIT_COUNT ways.
     [Tags]    HAMI-E2E-013    needs-hami
-    Every GPU Node Should Be Registered
+    Wait Until Every GPU Node Is Registered
 
 GPU Nodes Advertise Split vGPU Capacity
     [Documentation]    Each GPU node's allocatable nvidia.com/gpu is GPUS_PER_NODE x DEVICE_SPLIT_COUNT: HAMi's

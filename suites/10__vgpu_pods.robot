@@ -43,7 +43,8 @@ Pod With Only GPU Memory Gets One GPU From The Webhook
     [Documentation]    A container asking for gpumem without nvidia.com/gpu gets nvidia.com/gpu: 1 added by the
     ...    webhook and one GPU allocated.
     [Tags]    HAMI-E2E-103    regression
-    Start GPU Pod    memonly    gpus=${None}    gpumem=2000
+    Create GPU Pod Without GPU Count    memonly    gpumem=2000
+    Wait Until Pod Is Running    memonly    timeout=${POD_START_TIMEOUT}
     Pod Resource Limit Should Be    memonly    gpu    1
     Pod Allocation Should Be    memonly    gpumem=2000    gpus=1
 

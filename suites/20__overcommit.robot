@@ -63,7 +63,7 @@ Pending Pod Starts Once The Blocking Pod Is Deleted
     Create GPU Pod    waiter    gpumem=1000    gpucores=50    use_gpu_uuid=${uuid}
     Pod Should Stay Pending Because Of    waiter    CardInsufficientCore
     Delete Pod    holder    timeout=${POD_DELETE_TIMEOUT}
-    Wait For Pod Running    waiter    timeout=${POD_START_TIMEOUT}
+    Wait Until Pod Is Running    waiter    timeout=${POD_START_TIMEOUT}
     Pod Should Run On GPU    waiter    ${uuid}
 
 Split Count Limits The Pods On One GPU

@@ -28,7 +28,7 @@ Privileged GPU Pod Is Rejected
 Privileged Pod Without GPU Is Admitted Unchanged
     [Documentation]    The privileged rule applies only to pods asking for HAMi resources.
     [Tags]    HAMI-E2E-301    regression
-    Create GPU Pod    privileged-cpu    gpus=${None}    privileged=${True}
+    Create Pod Without GPU    privileged-cpu    privileged=${True}
     Pod Should Not Be Mutated By HAMi Webhook    privileged-cpu
 
 GPU Memory Percentage Above 100 Is Rejected
@@ -56,8 +56,8 @@ GPU Pod With A Node Already Assigned Is Rejected
 Pod Without GPU Resources Is Not Mutated
     [Documentation]    A pod asking for no HAMi resource keeps the default scheduler.
     [Tags]    HAMI-E2E-305    smoke
-    Create GPU Pod    cpu-only    gpus=${None}
-    Wait For Pod Running    cpu-only    timeout=${POD_START_TIMEOUT}
+    Create Pod Without GPU    cpu-only
+    Wait Until Pod Is Running    cpu-only    timeout=${POD_START_TIMEOUT}
     Pod Should Not Be Mutated By HAMi Webhook    cpu-only
 
 GPU Pod Labelled To Be Ignored Bypasses The Webhook

@@ -27,7 +27,7 @@ Allocation Above The Memory Limit Fails With HAMi OOM
     ...    "Device 0 OOM <requested> / <limit>" line names exactly the pod's limit.
     [Tags]    HAMI-E2E-401    smoke
     Start GPU Pod    probe    gpumem=${LIMIT_MIB}    gpucores=50    image=${PYTORCH_IMAGE}
-    GPU Memory Allocation Should Fail With HAMi OOM    probe    ${OVER_LIMIT_MIB}    limit_mib=${LIMIT_MIB}
+    GPU Memory Allocation Should Fail With HAMi-Core OOM    probe    ${OVER_LIMIT_MIB}    limit_mib=${LIMIT_MIB}
 
 Memory Percentage Is Enforced As Its Share Of The Card
     [Documentation]    A pod with gpumem-percentage 10 sees 10 % of the card as memory.total in nvidia-smi.
@@ -59,5 +59,5 @@ Each Pod Sharing A GPU Is Held To Its Own Limit
     ...    gpucores=20
     ...    use_gpu_uuid=${uuid}
     ...    image=${PYTORCH_IMAGE}
-    GPU Memory Allocation Should Fail With HAMi OOM    big    ${OVER_LIMIT_MIB}    limit_mib=${LIMIT_MIB}
-    GPU Memory Allocation Should Fail With HAMi OOM    small    ${LIMIT_MIB}    limit_mib=${UNDER_LIMIT_MIB}
+    GPU Memory Allocation Should Fail With HAMi-Core OOM    big    ${OVER_LIMIT_MIB}    limit_mib=${LIMIT_MIB}
+    GPU Memory Allocation Should Fail With HAMi-Core OOM    small    ${LIMIT_MIB}    limit_mib=${UNDER_LIMIT_MIB}

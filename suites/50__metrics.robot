@@ -19,7 +19,7 @@ Scheduler Reports The Limits Of Every Registered GPU
     ...    and equal the registered memory and cores.
     [Tags]    HAMI-E2E-500    smoke
     FOR    ${node}    IN    @{GPU_NODES}
-        Scheduler Metrics Should Show GPU Limits Of Node    ${SCHEDULER_METRICS_URL}    ${node}
+        Wait Until Scheduler Metrics Show GPU Limits Of Node    ${SCHEDULER_METRICS_URL}    ${node}
         ...    timeout=${METRICS_TIMEOUT}
     END
 
@@ -28,23 +28,23 @@ Scheduler Reports The Allocation Of A Running Pod
     ...    namespace, pod name, node and GPU, and equal its 3000 MiB and 30 cores.
     [Tags]    HAMI-E2E-501    smoke
     Start GPU Pod    measured    gpumem=3000    gpucores=30
-    Scheduler Metrics Should Show Pod Allocation    ${SCHEDULER_METRICS_URL}    measured    gpumem=3000    gpucores=30
-    ...    timeout=${METRICS_TIMEOUT}
+    Wait Until Scheduler Metrics Show Pod Allocation    ${SCHEDULER_METRICS_URL}    measured    gpumem=3000
+    ...    gpucores=30    timeout=${METRICS_TIMEOUT}
 
 Scheduler Forgets A Deleted Pod
     [Documentation]    After the pod is deleted its per-container series disappear.
     [Tags]    HAMI-E2E-502    regression
     Start GPU Pod    gone    gpumem=3000    gpucores=30
-    Scheduler Metrics Should Show Pod Allocation    ${SCHEDULER_METRICS_URL}    gone    gpumem=3000    gpucores=30
-    ...    timeout=${METRICS_TIMEOUT}
+    Wait Until Scheduler Metrics Show Pod Allocation    ${SCHEDULER_METRICS_URL}    gone    gpumem=3000
+    ...    gpucores=30    timeout=${METRICS_TIMEOUT}
     Delete Pod    gone    timeout=${POD_DELETE_TIMEOUT}
-    Metric Should Be Absent    ${SCHEDULER_METRICS_URL}    hami_vgpu_memory_allocated_bytes    pod=gone
+    Wait Until Metric Is Absent    ${SCHEDULER_METRICS_URL}    hami_vgpu_memory_allocated_bytes    pod=gone
     ...    timeout=${METRICS_TIMEOUT}
 
 Scheduler Reports The Installed HAMi Version
     [Documentation]    hami_build_info carries the image version under test (HAMI_IMAGE_TAG).
     [Tags]    HAMI-E2E-503    regression
-    Metric Should Be Present    ${SCHEDULER_METRICS_URL}    hami_build_info    version=${HAMI_IMAGE_TAG}
+    Wait Until Metric Is Present    ${SCHEDULER_METRICS_URL}    hami_build_info    version=${HAMI_IMAGE_TAG}
     ...    timeout=${METRICS_TIMEOUT}
 
 Monitor Reports The Memory Limit Of A Container
@@ -54,5 +54,5 @@ Monitor Reports The Memory Limit Of A Container
     Skip If    not $MONITOR_METRICS_URL    MONITOR_METRICS_URL is empty: no vGPU monitor endpoint configured
     Start GPU Pod    watched    gpumem=${LIMIT_MIB}    gpucores=30
     Exec In Pod    watched    nvidia-smi
-    Metric Should Be Present    ${MONITOR_METRICS_URL}    hami_vgpu_memory_limit_bytes    pod=watched
+    Wait Until Metric Is Present    ${MONITOR_METRICS_URL}    hami_vgpu_memory_limit_bytes    pod=watched
     ...    container=cuda    timeout=${METRICS_TIMEOUT}

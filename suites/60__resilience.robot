@@ -20,7 +20,7 @@ Running GPU Pod Survives A Scheduler Restart
     [Tags]    HAMI-E2E-600
     Start GPU Pod    steady    gpumem=2000    gpucores=20
     Restart HAMi Scheduler    timeout=${COMPONENT_READY_TIMEOUT}
-    HAMi Should Be Ready For GPU Pods
+    Wait Until HAMi Is Ready For GPU Pods
     Running Pod Should Be Untouched    steady    gpumem=2000    gpucores=20
     Start GPU Pod    after    gpumem=1000    gpucores=10
     GPU Pod Should Be Placed By HAMi    after
@@ -32,7 +32,7 @@ Running GPU Pod Survives A Device Plugin Restart
     ${node} =    Start GPU Pod    steady    gpumem=2000    gpucores=20
     Restart HAMi Device Plugin    ${node}    timeout=${COMPONENT_READY_TIMEOUT}
     Running Pod Should Be Untouched    steady    gpumem=2000    gpucores=20
-    Every GPU Node Should Be Registered
+    Wait Until Every GPU Node Is Registered
     ${uuid} =    First GPU Of Node    ${node}
     Start GPU Pod    after    gpumem=1000    gpucores=10    use_gpu_uuid=${uuid}
     GPU Pod Should Be Placed By HAMi    after
@@ -44,9 +44,9 @@ Scheduler Restart Does Not Double Book A GPU
     ${uuid} =    First GPU Of Node    ${GPU_NODES}[0]
     Start GPU Pod    first    gpumem=1000    gpucores=60    use_gpu_uuid=${uuid}
     Restart HAMi Scheduler    timeout=${COMPONENT_READY_TIMEOUT}
-    HAMi Should Be Ready For GPU Pods
+    Wait Until HAMi Is Ready For GPU Pods
     Create GPU Pod    second    gpumem=1000    gpucores=60    use_gpu_uuid=${uuid}
-    Wait For Pod Pending With Reason    second    FilteringFailed    CardInsufficientCore
+    Wait Until Pod Is Pending With Reason    second    FilteringFailed    CardInsufficientCore
     ...    timeout=${SCHEDULING_TIMEOUT}
 
 Helm Upgrade Keeps Running GPU Pods
@@ -65,7 +65,7 @@ Helm Rollback Keeps Running GPU Pods
     [Tags]    HAMI-E2E-604    feature:upgrade
     Start GPU Pod    steady    gpumem=2000    gpucores=20
     Rollback HAMi Release    timeout=${HELM_TIMEOUT}
-    HAMi Should Be Ready For GPU Pods
+    Wait Until HAMi Is Ready For GPU Pods
     HAMi Release Status Should Be    deployed
     Running Pod Should Be Untouched    steady    gpumem=2000    gpucores=20
     Start GPU Pod    after    gpumem=1000    gpucores=10
@@ -82,6 +82,6 @@ Upgrade From The Previous Release Keeps Its Workloads
     Move HAMi To Chart Version    ${HAMI_CHART_VERSION}
     HAMi Release Chart Version Should Be    ${HAMI_CHART_VERSION}
     Running Pod Should Be Untouched    legacy    gpumem=2000    gpucores=20
-    Every GPU Node Should Be Registered
+    Wait Until Every GPU Node Is Registered
     Start GPU Pod    fresh    gpumem=1000    gpucores=10
     GPU Pod Should Be Placed By HAMi    fresh

@@ -30,7 +30,7 @@ Uninstall Leaves No HAMi Annotations On The Nodes
     ...    twin: all six annotations on both nodes 5 minutes after uninstall. The teardown strips them so the next
     ...    install starts clean.
     [Tags]    HAMI-E2E-901    known-bug:hami-uninstall-node-annotations
-    Nodes Should Have No HAMi Leftovers    ${GPU_NODES}    timeout=${UNINSTALL_TIMEOUT}
+    Wait Until Nodes Have No HAMi Leftovers    ${GPU_NODES}    timeout=${UNINSTALL_TIMEOUT}
     [Teardown]    Strip HAMi Annotations And Clean Up
 
 GPU Pods Are No Longer Sent To HAMi After Uninstall

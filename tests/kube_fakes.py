@@ -16,7 +16,9 @@ from typing import Any
 
 from kubernetes import client
 
-from hami_e2e.core.context import CommandResult, Context
+from hami_e2e.core.commands import CommandResult
+from hami_e2e.core.context import Context
+from hami_e2e.keywords import components
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 _API = client.ApiClient()
@@ -160,3 +162,22 @@ def context(**overrides: Any) -> Context:
     ctx.__dict__["api_client"] = _API
     ctx.suite_name = "Suites.Unit"
     return ctx
+
+
+class Keywords:
+    """Every keyword component of HamiLibrary around one context, each method (keywords and helpers alike)
+    reachable as an attribute of this one object, as the tests call them."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.parts = components(ctx)
+
+    def __getattr__(self, name: str) -> Any:
+        for part in self.parts:
+            if name in vars(part) or hasattr(type(part), name):
+                return getattr(part, name)
+        raise AttributeError(name)
+
+    def part(self, kind: type) -> Any:
+        """The component of class ``kind``, to monkeypatch one of its helpers."""
+        return next(p for p in self.parts if isinstance(p, kind))

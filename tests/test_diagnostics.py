@@ -207,10 +207,8 @@ def test_collect_diagnostics_logs_every_part_and_keeps_going_after_errors(ctx, l
 
 
 def test_listener_collects_once_cleans_up_and_scopes_suites(ctx, log, monkeypatch):
-    diagnostics = DiagnosticsKeywords(ctx)
     collected = []
-    monkeypatch.setattr(diagnostics, "collect_diagnostics", lambda: collected.append(ctx.namespace))
-    listener = HamiListener(ctx, diagnostics)
+    listener = HamiListener(ctx, lambda: collected.append(ctx.namespace))
     root = SimpleNamespace(full_name="Suites", parent=None)
     child = SimpleNamespace(full_name="Suites.Scheduling", parent=root)
     undone = []

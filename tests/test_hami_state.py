@@ -1,4 +1,5 @@
-"""HamiStateKeywords: allocation, webhook mutation, events, node registration, node restore, metrics (no cluster)."""
+"""The keywords on what HAMi wrote: allocation, webhook mutation, events, node registration and annotations, metrics
+(no cluster)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 import kube_fakes
-from hami_e2e.parsers.annotations import parse_prometheus_text
 from hami_e2e.core.errors import HamiE2EFailure
-from hami_e2e.keywords.hami_state import HamiStateKeywords
+from hami_e2e.keywords.metrics import MetricsKeywords
+from hami_e2e.parsers.prometheus import parse_prometheus_text
 
 UUID_A = "GPU-0a1e5c00-0000-4000-8000-000000000000"
 UUID_B = "GPU-0a1e5c00-0000-4000-8000-000000000001"
@@ -36,7 +37,7 @@ def ctx():
 @pytest.fixture
 def state(ctx, monkeypatch):
     monkeypatch.setattr("kubernetes.watch.Watch", kube_fakes.FakeWatchFactory([]))
-    return HamiStateKeywords(ctx)
+    return kube_fakes.Keywords(ctx)
 
 
 def hami_pod(allocated, node="gpu-node-0", containers=None, label_node=None, **kwargs):
@@ -87,8 +88,8 @@ def test_per_container_allocation_skips_init_containers_in_the_order(state, ctx)
     ])
     pod.spec.init_containers = [kube_fakes.model({"name": "warmup", "image": "busybox"}, "V1Container")]
     serve(ctx, pod)
-    assert [d.uuid for d in state.get_allocated_devices("small", container="cuda-1")] == [UUID_B]
-    assert state.get_allocated_devices("small", container="warmup") == []
+    state.pod_allocation_should_be("small", gpumem=1000, gpus=1, container="cuda-1")
+    state.pod_allocation_should_be("small", gpus=0, container="warmup")
     state.pod_allocation_should_be("small", gpumem=2000, container="cuda")
     with pytest.raises(HamiE2EFailure, match="container cuda-1 .* has 1000 MiB, expected 2000"):
         state.pod_allocation_should_be("small", gpumem=2000)
@@ -111,10 +112,10 @@ def test_placement_mismatches_are_reported(state, ctx):
         state.pod_should_be_allocated_on_its_node("small")
 
 
-def test_missing_allocation_times_out_with_the_pod_state(state, ctx):
+def test_missing_allocation_fails_at_once_with_the_pod_state(state, ctx):
     serve(ctx, kube_fakes.pod("pod-pending.json", name="small"))
-    with pytest.raises(HamiE2EFailure, match="Annotation hami.io/vgpu-devices-allocated on pod ns/small did not"):
-        state.get_allocated_devices("small", timeout=timedelta(milliseconds=20))
+    with pytest.raises(HamiE2EFailure, match="ns/small has no hami.io/vgpu-devices-allocated annotation: .* Pending"):
+        state.get_allocated_gpu_uuids("small")
 
 
 def test_bind_phase_failed_fails_at_once(state, ctx):
@@ -122,7 +123,7 @@ def test_bind_phase_failed_fails_at_once(state, ctx):
     pod.metadata.annotations["hami.io/bind-phase"] = "failed"
     serve(ctx, pod)
     with pytest.raises(HamiE2EFailure, match="bind-phase is failed, expected success"):
-        state.pod_bind_phase_should_be("small")
+        state.wait_until_pod_bind_phase_is("small")
 
 
 def test_webhook_bypass_is_explained(state, ctx):
@@ -135,7 +136,8 @@ def test_webhook_bypass_is_explained(state, ctx):
 def test_limit_added_by_the_webhook(state, ctx):
     serve(ctx, hami_pod(f"{UUID_A},NVIDIA,3000,30:;"))
     state.pod_resource_limit_should_be("small", "cores", "30")
-    state.pod_resource_limit_should_be("small", "nvidia.com/gpumem-percentage", None)
+    with pytest.raises(HamiE2EFailure, match="limit nvidia.com/gpumem-percentage is None, expected '25'"):
+        state.pod_resource_limit_should_be("small", "nvidia.com/gpumem-percentage", "25")
     with pytest.raises(HamiE2EFailure, match="limit nvidia.com/gpucores is '30', expected '100'"):
         state.pod_resource_limit_should_be("small", "cores", "100")
 
@@ -143,16 +145,16 @@ def test_limit_added_by_the_webhook(state, ctx):
 # ------------------------------------------------------------------------------------------ events
 
 
-def test_event_wait_and_absence(state, ctx):
+def test_event_wait(state, ctx):
     bound = kube_fakes.event("BindingSucceed", "Successfully binding node [gpu-node-0] to ns/small", "small",
                              kind="Normal")
     ctx.core.list_namespaced_event = kube_fakes.FakeList([[bound]])
-    assert state.pod_should_have_event("small", "BindingSucceed", "binding node [gpu-node-0]").startswith("Success")
-    state.pod_should_not_have_event("small", "FilteringFailed")
-    with pytest.raises(HamiE2EFailure, match="unexpected event: .* BindingSucceed"):
-        state.pod_should_not_have_event("small", "BindingSucceed")
+    assert state.wait_until_pod_has_event("small", "BindingSucceed", "binding node [gpu-node-0]").startswith("Success")
     with pytest.raises(HamiE2EFailure, match="Events seen: .*BindingSucceed"):
-        state.pod_should_have_event("small", "FilteringFailed", timeout=timedelta(milliseconds=20))
+        state.wait_until_pod_has_event("small", "FilteringFailed", timeout=timedelta(milliseconds=20))
+    with pytest.raises(HamiE2EFailure, match="^HAMi never filtered it$"):
+        state.wait_until_pod_has_event("small", "FilteringFailed", timeout=timedelta(milliseconds=20),
+                                       message="HAMi never filtered it")
 
 
 # ------------------------------------------------------------------------------------------ nodes
@@ -161,12 +163,12 @@ def test_event_wait_and_absence(state, ctx):
 def test_registration_matches_the_inventory(state, ctx):
     node = kube_fakes.node(annotations={"hami.io/node-nvidia-register": REGISTER})
     ctx.core.list_node = kube_fakes.FakeList([[node]])
-    state.node_registration_should_match(
+    state.wait_until_node_registration_matches(
         "gpu-node-0", gpu_count=2, memory_mib=81559, model="NVIDIA H100 80GB HBM3", split_count=10, cores=100
     )
     assert state.get_gpu_uuids_of_node.__name__  # keyword exists
     with pytest.raises(HamiE2EFailure) as failure:
-        state.node_registration_should_match("gpu-node-0", gpu_count=4, memory_mib=40960,
+        state.wait_until_node_registration_matches("gpu-node-0", gpu_count=4, memory_mib=40960,
                                              timeout=timedelta(milliseconds=20))
     assert "2 GPU(s) registered, expected 4" in str(failure.value)
     assert f"{UUID_A} devmem 81559 MiB, expected 40960" in str(failure.value)
@@ -175,7 +177,7 @@ def test_registration_matches_the_inventory(state, ctx):
 def test_unregistered_node(state, ctx):
     ctx.core.list_node = kube_fakes.FakeList([[kube_fakes.node()]])
     with pytest.raises(HamiE2EFailure, match="Mismatches: no GPU is registered"):
-        state.node_registration_should_match("gpu-node-0", gpu_count=2, timeout=timedelta(milliseconds=20))
+        state.wait_until_node_registration_matches("gpu-node-0", gpu_count=2, timeout=timedelta(milliseconds=20))
 
 
 def test_gpu_nodes_and_slots(state, ctx):
@@ -194,41 +196,32 @@ def test_leftovers_are_listed_per_node(state, ctx):
                                                        "hami.io/mutex.lock": "x", "hami.io/device-cordon": "GPU-x"})
     ctx.core.list_node = kube_fakes.FakeList([[dirty, kube_fakes.node("gpu-node-1")]])
     with pytest.raises(HamiE2EFailure, match="Left over: gpu-node-0: hami.io/mutex.lock, hami.io/node-handshake."):
-        state.nodes_should_have_no_hami_leftovers(timeout=timedelta(milliseconds=20))
-    state.nodes_should_have_no_hami_leftovers(["gpu-node-1"], timeout=timedelta(milliseconds=20))
+        state.wait_until_nodes_have_no_hami_leftovers(timeout=timedelta(milliseconds=20))
+    state.wait_until_nodes_have_no_hami_leftovers(["gpu-node-1"], timeout=timedelta(milliseconds=20))
 
 
-def test_node_label_changes_are_restored_after_the_test(state, ctx):
+def test_node_annotation_changes_are_restored_after_the_test(state, ctx):
     patches = []
-    labels = {"gpu": "on"}
-    ctx.core.read_node = lambda name: SimpleNamespace(metadata=SimpleNamespace(labels=dict(labels), annotations={}))
+    annotations = {"hami.io/device-cordon": "GPU-old"}
+    ctx.core.read_node = lambda name: SimpleNamespace(metadata=SimpleNamespace(annotations=dict(annotations)))
     ctx.core.patch_node = lambda name, body: patches.append((name, body))
-    state.set_node_label("gpu-node-1", "gpu", "off")
-    state.set_node_label("gpu-node-1", "gpu", "maybe")  # the first value is what comes back
-    state.remove_node_label("gpu-node-1", "extra")
+    state.set_node_annotation("gpu-node-1", "hami.io/device-cordon", "GPU-a")
+    state.set_node_annotation("gpu-node-1", "hami.io/device-cordon", "GPU-b")  # the first value is what comes back
+    state.set_node_annotation("gpu-node-1", "extra", "x")
     ctx.run_cleanups("test")
     assert patches[-2:] == [
-        ("gpu-node-1", {"metadata": {"labels": {"extra": None}}}),
-        ("gpu-node-1", {"metadata": {"labels": {"gpu": "on"}}}),
+        ("gpu-node-1", {"metadata": {"annotations": {"extra": None}}}),
+        ("gpu-node-1", {"metadata": {"annotations": {"hami.io/device-cordon": "GPU-old"}}}),
     ]
 
 
-def test_annotation_snapshot_restores_changed_removed_and_added_keys(state, ctx):
-    annotations = {"hami.io/node-handshake": "Requesting_1", "hami.io/node-nvidia-register": "[]", "other": "x"}
+def test_hami_leftovers_are_removed_by_key(state, ctx):
     patches = []
-    ctx.core.read_node = lambda name: SimpleNamespace(metadata=SimpleNamespace(annotations=dict(annotations)))
+    annotations = {"hami.io/node-handshake": "Requesting_1", "hami.io/node-handshake-dcu": "x", "other": "y"}
+    ctx.core.read_node = lambda name: SimpleNamespace(metadata=SimpleNamespace(annotations=annotations))
     ctx.core.patch_node = lambda name, body: patches.append(body["metadata"]["annotations"])
-    assert state.snapshot_node_annotations("gpu-node-0") == {
-        "hami.io/node-handshake": "Requesting_1", "hami.io/node-nvidia-register": "[]"
-    }
-    annotations.update({"hami.io/node-handshake": "Requesting_2", "hami.io/device-cordon": "GPU-x"})
-    del annotations["hami.io/node-nvidia-register"]
-    state.restore_node_annotations("gpu-node-0")
-    assert patches == [{"hami.io/device-cordon": None, "hami.io/node-handshake": "Requesting_1",
-                        "hami.io/node-nvidia-register": "[]"}]
-    assert ctx.cleanups == []
-    with pytest.raises(HamiE2EFailure, match="No snapshot"):
-        state.restore_node_annotations("gpu-node-0")
+    assert state.remove_hami_node_annotations("gpu-node-0") == ["hami.io/node-handshake", "hami.io/node-handshake-dcu"]
+    assert patches == [{"hami.io/node-handshake": None, "hami.io/node-handshake-dcu": None}]
 
 
 # ------------------------------------------------------------------------------------------ webhook, metrics
@@ -271,21 +264,20 @@ hami_build_info{{version="v2.10.0"}} 1
 
 
 def test_metric_keywords(state, ctx, monkeypatch):
-    monkeypatch.setattr(state, "_fetch_metrics", lambda url: parse_prometheus_text(SCHEDULER_METRICS))
+    monkeypatch.setattr(state.part(MetricsKeywords), "_fetch_metrics", lambda url: parse_prometheus_text(SCHEDULER_METRICS))
     serve(ctx, hami_pod(f"{UUID_A},NVIDIA,3000,30:;"))
-    state.scheduler_metrics_should_show_gpu_limits_of_node("http://x", "gpu-node-0")
-    state.scheduler_metrics_should_show_pod_allocation("http://x", "small", gpumem=3000, gpucores=30)
-    assert state.metric_should_be_present("http://x", "hami_build_info", version="v2.10.0") == 1
-    state.metric_should_be_absent("http://x", "hami_vgpu_memory_allocated_bytes", pod="gone")
-    state.metric_value_should_be("http://x", "hami_vgpu_core_allocated_ratio", 30, pod="small")
+    state.wait_until_scheduler_metrics_show_gpu_limits_of_node("http://x", "gpu-node-0")
+    state.wait_until_scheduler_metrics_show_pod_allocation("http://x", "small", gpumem=3000, gpucores=30)
+    assert state.wait_until_metric_is_present("http://x", "hami_build_info", version="v2.10.0") == 1
+    state.wait_until_metric_is_absent("http://x", "hami_vgpu_memory_allocated_bytes", pod="gone")
     with pytest.raises(HamiE2EFailure, match="hami_vgpu_memory_allocated_bytes sums to 3145728000, expected 4194304000"):
-        state.scheduler_metrics_should_show_pod_allocation("http://x", "small", gpumem=4000,
+        state.wait_until_scheduler_metrics_show_pod_allocation("http://x", "small", gpumem=4000,
                                                            timeout=timedelta(milliseconds=20))
     with pytest.raises(HamiE2EFailure, match=r"Still present: hami_vgpu_memory_allocated_bytes\{"):
-        state.metric_should_be_absent("http://x", "hami_vgpu_memory_allocated_bytes", pod="small",
+        state.wait_until_metric_is_absent("http://x", "hami_vgpu_memory_allocated_bytes", pod="small",
                                       timeout=timedelta(milliseconds=20))
     with pytest.raises(HamiE2EFailure, match="No series named hami_vgpu_nothing at all"):
-        state.metric_should_be_present("http://x", "hami_vgpu_nothing", timeout=timedelta(milliseconds=20))
+        state.wait_until_metric_is_present("http://x", "hami_vgpu_nothing", timeout=timedelta(milliseconds=20))
 
 
 def test_percentage_and_count_helpers(state):

@@ -1,4 +1,4 @@
-"""HelmKeywords against a fake helm runner and mocked kube API (no helm, no cluster)."""
+"""The Helm and component keywords against a fake helm runner and mocked kube API (no helm, no cluster)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import kube_fakes
 from hami_e2e.core.errors import HamiE2EFailure, HelmFailure
-from hami_e2e.keywords.helm import HelmKeywords, _daemonset_ready, _deployment_ready
+from hami_e2e.keywords.components import _daemonset_ready, _deployment_ready
 
 DEPLOYED = json.dumps(
     [{"name": "hami", "namespace": "hami-system", "revision": "3", "status": "deployed", "chart": "hami-2.10.0",
@@ -32,7 +32,7 @@ def ctx(runner):
 
 @pytest.fixture
 def helm(ctx):
-    return HelmKeywords(ctx)
+    return kube_fakes.Keywords(ctx)
 
 
 def helm_calls(runner, verb):

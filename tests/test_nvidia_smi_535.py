@@ -1,4 +1,4 @@
-"""The parser reads nvidia-smi 535's layout (the sandbox's GPU twin) and the real 580 layout alike (issue 10).
+"""The parser reads nvidia-smi 535's layout (the sandbox's GPU twin) and the real 580 layout alike.
 
 The ``twin-535-*`` fixtures were captured with ``kubectl exec <pod> -- sh -c '<command> 2>&1'`` in a 3000 MiB / 30 %
 pod of the sandbox (HAMi 2.10.0's device plugin, HAMi-core, Debian's nvidia-smi 535.261.03 over the mock NVML of

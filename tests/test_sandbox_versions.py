@@ -1,4 +1,4 @@
-"""The sandbox's Kubernetes versions and GPU/driver profiles without a running sandbox (issue 16): which wrapper
+"""The sandbox's Kubernetes versions and GPU/driver profiles without a running sandbox: which wrapper
 module a version builds from, what its binaries are keyed by, and which driver a node's GPUs and containers report."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""WorkloadKeywords against a mocked Kubernetes client and recorded objects (no cluster)."""
+"""The namespace, pod spec, pod, exec and allocation-probe keywords against a mocked Kubernetes client and recorded
+objects (no cluster)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 import kube_fakes
+from hami_e2e.core.commands import CommandResult
+from hami_e2e.core.describe import describe_pod
 from hami_e2e.core.errors import HamiE2EFailure
-from hami_e2e.keywords.run_control import finish_test
-from hami_e2e.keywords.workloads import ExecResult, NodePolicy, WorkloadKeywords, describe_pod, parse_exec_status
+from hami_e2e.keywords.exec import parse_exec_status
+from hami_e2e.keywords.pod_specs import NodePolicy
 
 
 @pytest.fixture
@@ -22,7 +25,7 @@ def ctx():
 @pytest.fixture
 def kw(ctx):
     ctx.namespace = "ns"
-    return WorkloadKeywords(ctx)
+    return kube_fakes.Keywords(ctx)
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def test_spec_carries_hami_limits_and_selection_annotations(kw):
 
 
 def test_no_gpu_argument_means_no_resources_at_all(kw):
-    spec = kw.build_gpu_pod_spec("plain", gpus=None)
+    spec = kw.build_gpu_pod_spec("plain", gpus=0)
     assert "resources" not in spec["spec"]["containers"][0]
 
 
@@ -127,7 +130,7 @@ def test_test_namespace_is_named_after_the_suite_labelled_and_tracked(ctx):
     # the cleanup waits until the namespace's pods are gone: there are none
     ctx.core.list_namespaced_pod = lambda **kwargs: kube_fakes.listing([])
     ctx.suite_name = "Suites.10 vGPU Pods"
-    kw = WorkloadKeywords(ctx)
+    kw = kube_fakes.Keywords(ctx)
     name = kw.create_test_namespace()
     assert name.startswith("hami-e2e-10-vgpu-pods-") and len(name) == len("hami-e2e-10-vgpu-pods-") + 5
     assert created[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hami-e2e"
@@ -138,7 +141,7 @@ def test_test_namespace_is_named_after_the_suite_labelled_and_tracked(ctx):
 def test_long_suite_names_still_give_valid_namespace_names(ctx):
     ctx.core.create_namespace = lambda body: None
     ctx.suite_name = "Suites." + "Very Long Suite Name " * 10
-    name = WorkloadKeywords(ctx).create_test_namespace()
+    name = kube_fakes.Keywords(ctx).create_test_namespace()
     assert len(name) <= 63 and name[-6] == "-" and name[-7] != "-"
 
 
@@ -147,7 +150,7 @@ def test_keep_on_failure_keeps_the_namespace_but_restores_node_changes(ctx):
     ctx.keep_on_failure = True
     ctx.track("namespace ns", lambda: undone.append("ns"), keepable=True)
     ctx.track("label gpu on node n", lambda: undone.append("label"))
-    finish_test(ctx, failed=True)
+    ctx.finish_test(failed=True)
     assert undone == ["label"] and ctx.cleanups == []
 
 
@@ -163,7 +166,7 @@ def test_refused_pod_creation_carries_the_webhook_message(kw, ctx):
 
     ctx.core.create_namespaced_pod = create
     with pytest.raises(HamiE2EFailure) as failure:
-        kw.create_gpu_pod("priv", gpumem=1000, privileged=True)
+        kw.create_pod_from_spec(kw.build_gpu_pod_spec("priv", gpumem=1000, privileged=True))
     assert str(failure.value) == (
         "Creating pod ns/priv was refused (HTTP 403 Forbidden): "
         'admission webhook "vgpu.hami.io" denied the request: container cuda is privileged'
@@ -172,7 +175,7 @@ def test_refused_pod_creation_carries_the_webhook_message(kw, ctx):
 
 def test_created_pod_becomes_the_default_pod(kw, ctx):
     ctx.core.create_namespaced_pod = lambda namespace, body: kube_fakes.pod(name=body["metadata"]["name"])
-    assert kw.create_gpu_pod("small", gpumem=1000) == "small"
+    assert kw.create_pod_from_spec(kw.build_gpu_pod_spec("small", gpumem=1000)) == "small"
     assert ctx.last_pod == "small" and kw.pod_name(None) == "small"
 
 
@@ -196,7 +199,7 @@ def test_wait_for_running_follows_the_watch_and_returns_the_node(kw, ctx, watche
     running = kube_fakes.pod(name="small", node="gpu-node-1")
     ctx.core.list_namespaced_pod = kube_fakes.FakeList([[pending]])
     factory = watches([("MODIFIED", pending), ("MODIFIED", running)])
-    assert kw.wait_for_pod_running("small") == "gpu-node-1"
+    assert kw.wait_until_pod_is_running("small") == "gpu-node-1"
     assert ctx.core.list_namespaced_pod.calls[0]["field_selector"] == "metadata.name=small"
     assert factory.started[0]["resource_version"] == "100"
 
@@ -206,7 +209,7 @@ def test_wait_resumes_when_the_server_ends_the_watch(kw, ctx, watches):
     running = kube_fakes.pod(name="small")
     ctx.core.list_namespaced_pod = kube_fakes.FakeList([[pending]])
     factory = watches([], [("MODIFIED", running)])
-    assert kw.wait_for_pod_running("small") == running.spec.node_name
+    assert kw.wait_until_pod_is_running("small") == running.spec.node_name
     assert len(factory.started) == 2 and factory.started[1]["resource_version"] == "100"
 
 
@@ -215,7 +218,7 @@ def test_wait_relists_after_410_gone(kw, ctx, watches):
     running = kube_fakes.pod(name="small")
     ctx.core.list_namespaced_pod = kube_fakes.FakeList([[pending], [running]])
     watches([("ERROR", ApiException(status=410, reason="Gone"))])
-    assert kw.wait_for_pod_running("small") == running.spec.node_name
+    assert kw.wait_until_pod_is_running("small") == running.spec.node_name
     assert len(ctx.core.list_namespaced_pod.calls) == 2
 
 
@@ -226,7 +229,7 @@ def test_failed_pod_fails_the_wait_at_once_with_its_reason(kw, ctx, watches):
     ctx.core.list_namespaced_pod = kube_fakes.FakeList([[failed]])
     watches()
     with pytest.raises(HamiE2EFailure, match="reason UnexpectedAdmissionError: Allocate failed"):
-        kw.wait_for_pod_running("bypass")
+        kw.wait_until_pod_is_running("bypass")
 
 
 def test_timeout_names_phase_scheduling_condition_and_events(kw, ctx, watches):
@@ -237,7 +240,7 @@ def test_timeout_names_phase_scheduling_condition_and_events(kw, ctx, watches):
     )
     watches()
     with pytest.raises(HamiE2EFailure) as failure:
-        kw.wait_for_pod_running("stuck", timeout=timedelta(milliseconds=50))
+        kw.wait_until_pod_is_running("stuck", timeout=timedelta(milliseconds=50))
     text = str(failure.value)
     assert text.startswith("Running of pod ns/stuck did not happen within 0 seconds.")
     assert "phase Pending" in text and "PodScheduled=False Unschedulable" in text
@@ -249,7 +252,7 @@ def test_pending_with_reason_matches_event_text_and_checks_the_pod(kw, ctx, watc
     ctx.core.list_namespaced_event = kube_fakes.FakeList([[]])
     ctx.core.read_namespaced_pod = lambda name, namespace: kube_fakes.pod("pod-pending.json", name=name)
     watches([("ADDED", kube_fakes.event("FilteringFailed", "no available node", "greedy")), ("ADDED", wanted)])
-    message = kw.wait_for_pod_pending_with_reason(
+    message = kw.wait_until_pod_is_pending_with_reason(
         "greedy", "FilteringFailed", r"REGEXP:^\d+ nodes CardInsufficientMemory\("
     )
     assert message == wanted.message
@@ -261,14 +264,14 @@ def test_pending_with_reason_refuses_a_pod_that_got_bound(kw, ctx, watches):
     ctx.core.read_namespaced_pod = lambda name, namespace: kube_fakes.pod(name=name)
     watches()
     with pytest.raises(HamiE2EFailure, match="is not Pending and unbound"):
-        kw.wait_for_pod_pending_with_reason("p", "FilteringFailed")
+        kw.wait_until_pod_is_pending_with_reason("p", "FilteringFailed")
 
 
 def test_wait_for_deleted_ends_on_the_deleted_event(kw, ctx, watches):
     running = kube_fakes.pod(name="gone")
     ctx.core.list_namespaced_pod = kube_fakes.FakeList([[running]])
     watches([("DELETED", running)])
-    kw.wait_for_pod_deleted("gone")
+    kw._wait_for_pod_deleted("gone", "ns", None)
 
 
 def test_describe_pod_of_a_missing_pod():
@@ -335,8 +338,8 @@ def test_exec_keeps_stdout_and_stderr_apart_and_checks_the_exit_status(kw, ctx, 
 
     ctx.core.connect_get_namespaced_pod_exec = object()
     monkeypatch.setattr("kubernetes.stream.stream", stream)
-    result = kw.exec_in_pod("small", "echo out; echo err >&2", expected_rc=None)
-    assert result == ExecResult(["/bin/sh", "-c", "echo out; echo err >&2"], 3, "out\nmore\n", "err\n", "")
+    result = kw.exec_in_pod("small", "echo out; echo err >&2", expected_rc="any")
+    assert result == CommandResult(["/bin/sh", "-c", "echo out; echo err >&2"], 3, "out\nmore\n", "err\n", "")
     assert seen["stdout"] and seen["stderr"] and not seen["tty"] and seen["_preload_content"] is False
     assert fake.closed
     fake = FakeStream([{2: "boom"}], '{"status":"Failure","reason":"InternalError","message":"exit status 1"}')
@@ -344,20 +347,26 @@ def test_exec_keeps_stdout_and_stderr_apart_and_checks_the_exit_status(kw, ctx, 
         kw.exec_in_pod("small", ["false"])
 
 
-def test_hami_oom_probe_checks_the_enforced_limit(kw, monkeypatch):
+def test_hami_core_oom_probe_checks_the_enforced_limit(kw, monkeypatch):
     oom = (
         "[HAMI-core ERROR (pid:12 thread=1 allocator.c:52)]: Device 0 OOM 4737466368 / 3145728000\n"
         "torch.OutOfMemoryError: CUDA out of memory."
     )
-    monkeypatch.setattr(kw, "_exec", lambda *args: ExecResult(args[2], 1, "", oom))
-    kw.gpu_memory_allocation_should_fail_with_hami_oom("probe", 4000, limit_mib=3000)
-    with pytest.raises(HamiE2EFailure, match="limit of 3145728000 bytes .3000 MiB., expected 2000 MiB"):
-        kw.gpu_memory_allocation_should_fail_with_hami_oom("probe", 4000, limit_mib=2000)
+    stream = "hami_e2e.keywords.exec.open_exec_stream"
+    monkeypatch.setattr(stream, lambda *args: CommandResult(args[3], 1, "", oom))
+    kw.gpu_memory_allocation_should_fail_with_hami_core_oom("probe", 4000, limit_mib=3000)
+    with pytest.raises(HamiE2EFailure, match=r"limit of 3145728000 bytes \(3000 MiB\), expected 2097152000 bytes"):
+        kw.gpu_memory_allocation_should_fail_with_hami_core_oom("probe", 4000, limit_mib=2000)
     with pytest.raises(HamiE2EFailure, match="expected success"):
         kw.gpu_memory_allocation_should_succeed("probe", 4000)
-    monkeypatch.setattr(kw, "_exec", lambda *args: ExecResult(args[2], 0, "allocated 4000 MiB", ""))
-    with pytest.raises(HamiE2EFailure, match="gave rc=0 and no HAMi-core OOM line"):
-        kw.gpu_memory_allocation_should_fail_with_hami_oom("probe", 4000)
+    with pytest.raises(HamiE2EFailure, match="^the tester's own words$"):
+        kw.gpu_memory_allocation_should_succeed("probe", 4000, message="the tester's own words")
+    monkeypatch.setattr(stream, lambda *args: CommandResult(args[3], 0, "allocated 4000 MiB", ""))
+    with pytest.raises(HamiE2EFailure, match=r"succeeded \(rc=0\); expected HAMi-core to refuse it"):
+        kw.gpu_memory_allocation_should_fail_with_hami_core_oom("probe", 4000)
+    monkeypatch.setattr(stream, lambda *args: CommandResult(args[3], 1, "", "CUDA error: unknown"))
+    with pytest.raises(HamiE2EFailure, match="there is no HAMi-core OOM line"):
+        kw.gpu_memory_allocation_should_fail_with_hami_core_oom("probe", 4000)
 
 
 def test_restart_count_and_phase_assertions_name_the_pod(kw, ctx):
@@ -391,6 +400,6 @@ def test_logs_failure_carries_the_server_message(kw, ctx):
 
 
 def test_no_namespace_yet_is_explained(ctx):
-    kw = WorkloadKeywords(ctx)
+    kw = kube_fakes.Keywords(ctx)
     with pytest.raises(HamiE2EFailure, match="call `Create Test Namespace` first"):
-        kw.get_pod_names()
+        kw.get_pod_node("small")

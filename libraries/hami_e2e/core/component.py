@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from ..parsers.annotations import format_event, sort_events
 from robot.api import logger
 
+from ..parsers.events import format_event, sort_events
 from .context import Context
-from .errors import HamiE2EFailure
+from .errors import HamiE2EFailure, failure
 
 T = TypeVar("T")
 
@@ -28,22 +28,6 @@ def text_matches(pattern: str, text: str) -> bool:
     if pattern.startswith("REGEXP:"):
         return re.search(pattern[7:].strip(), text) is not None
     return pattern in text
-
-
-def api_error_text(error: Exception) -> str:
-    """``HTTP <status> <reason>: <message>`` from a Kubernetes ``ApiException`` (the server's own message)."""
-    status = getattr(error, "status", None)
-    reason = getattr(error, "reason", "") or ""
-    body = getattr(error, "body", None)
-    message = ""
-    if body:
-        try:
-            message = json.loads(body).get("message", "")
-        except (ValueError, AttributeError):
-            message = str(body)
-    if status is None:
-        return str(error)
-    return f"HTTP {status} {reason}: {message}".strip().rstrip(":")
 
 
 def human(duration: timedelta | float) -> str:
@@ -66,10 +50,8 @@ class LibraryComponent:
 
     # ------------------------------------------------------------------------------------------- helpers
 
-    @staticmethod
-    def fail(text: str, message: str | None = None) -> HamiE2EFailure:
-        """Build the failure to raise: ``message`` (a caller's override) replaces the generated text."""
-        return HamiE2EFailure(message or text)
+    #: Builds the failure an assertion raises: ``message`` (the keyword's ``message=``) replaces the generated text.
+    fail = staticmethod(failure)
 
     def namespace(self, namespace: str | None) -> str:
         """The given namespace, else the current test's namespace; fails if there is neither."""
@@ -90,20 +72,32 @@ class LibraryComponent:
             return self.ctx.last_pod
         raise HamiE2EFailure("No pod name given and this test has not created a pod yet.")
 
+    def hami_release(self, release: str | None, namespace: str | None) -> tuple[str, str]:
+        """The given release and namespace, else those of the library's HAMi release (``hami`` in
+        ``hami-system`` unless the library import or `Install HAMi Chart` said otherwise)."""
+        return release or self.ctx.hami.release, namespace or self.ctx.hami.namespace
+
     def list_pod_events(self, pod: str, namespace: str) -> list[Any]:
         """Core/v1 events about one pod, oldest first."""
         selector = f"involvedObject.kind=Pod,involvedObject.name={pod}"
         return sort_events(self.ctx.core.list_namespaced_event(namespace, field_selector=selector).items)
 
     def wait_for_pod_event(
-        self, pod: str, namespace: str, reason: str, message: str | None, timeout: timedelta | None
+        self,
+        pod: str,
+        namespace: str,
+        reason: str,
+        text: str | None,
+        timeout: timedelta | None,
+        message: str | None = None,
     ) -> str:
-        """Watches the pod's events until one has ``reason`` and a message matching ``message``; returns it."""
+        """Watches the pod's events until one has ``reason`` and a message matching ``text``; returns that message.
+        ``message`` replaces the failure text."""
 
-        def condition(events: list[Any]):
+        def condition(events: list[Any]) -> str | None:
             for event in events:
-                if event.reason == reason and (message is None or text_matches(message, event.message or "")):
-                    return event.message or ""
+                if event.reason == reason and (text is None or text_matches(text, event.message or "")):
+                    return str(event.message or "")
             return None
 
         def describe(events: list[Any]) -> str:
@@ -113,8 +107,9 @@ class LibraryComponent:
             self.ctx.core.list_namespaced_event,
             condition,
             self.ctx.timeout(timeout),
-            f"Event {reason}" + (f" with message {message!r}" if message else "") + f" on pod {namespace}/{pod}",
+            f"Event {reason}" + (f" with message {text!r}" if text else "") + f" on pod {namespace}/{pod}",
             describe,
+            message=message,
             namespace=namespace,
             field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
         )
@@ -130,6 +125,17 @@ class LibraryComponent:
                 raise HamiE2EFailure(f"Pod {namespace}/{name} does not exist.") from None
             raise
 
+    def read_node(self, node: str) -> Any:
+        """The node, or a failure that names it when it does not exist."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.ctx.core.read_node(node)
+        except ApiException as error:
+            if error.status == 404:
+                raise HamiE2EFailure(f"Node {node} does not exist.") from None
+            raise
+
     # ------------------------------------------------------------------------------------------- waiting
 
     def poll(
@@ -139,12 +145,27 @@ class LibraryComponent:
         describe: Callable[[], str],
         what: str,
         interval: timedelta | None = None,
+        message: str | None = None,
     ) -> T:
         """Call ``attempt`` until it returns something other than None, or fail after ``timeout``.
 
         Used only where nothing can be watched (exec, HTTP metrics, helm); Kubernetes objects are waited for with
-        `watch_until`. Exceptions of ``attempt`` are logged at DEBUG and retried; the last one ends in the failure.
+        `watch_until`. Exceptions of ``attempt`` are logged at DEBUG and retried; the last one ends in the failure,
+        whose text ``message`` replaces when given.
         """
+        try:
+            return self._poll(attempt, timeout, describe, what, interval)
+        except HamiE2EFailure as failure:
+            raise self.fail(str(failure), message) from None
+
+    def _poll(
+        self,
+        attempt: Callable[[], T | None],
+        timeout: timedelta,
+        describe: Callable[[], str],
+        what: str,
+        interval: timedelta | None,
+    ) -> T:
         deadline = time.monotonic() + timeout.total_seconds()
         pause = (interval or self.ctx.poll_interval).total_seconds()
         last_error: Exception | None = None
@@ -172,6 +193,7 @@ class LibraryComponent:
         timeout: timedelta,
         what: str,
         describe: Callable[[list[Any]], str],
+        message: str | None = None,
         **list_kwargs: Any,
     ) -> T:
         """List objects, then watch them until ``condition(objects)`` returns something other than None.
@@ -179,8 +201,22 @@ class LibraryComponent:
         ``list_call`` is a Kubernetes ``list_*`` function; ``list_kwargs`` go to both the list and the watch (for
         example a ``field_selector``). The watch resumes from the last resource version when the server ends it
         and re-lists after ``410 Gone``; transient API errors are retried until the deadline. On timeout the
-        failure says what was waited for and ``describe(last objects)``.
+        failure says what was waited for and ``describe(last objects)``, or is ``message`` when given.
         """
+        try:
+            return self._watch_until(list_call, condition, timeout, what, describe, list_kwargs)
+        except HamiE2EFailure as failure:
+            raise self.fail(str(failure), message) from None
+
+    def _watch_until(
+        self,
+        list_call: Callable[..., Any],
+        condition: Callable[[list[Any]], T | None],
+        timeout: timedelta,
+        what: str,
+        describe: Callable[[list[Any]], str],
+        list_kwargs: dict[str, Any],
+    ) -> T:
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from robot.api import logger
+
+from .commands import CommandResult, run_command
 
 #: The Kubernetes clients a `Context` builds on first use (cached properties), dropped by `Context.connect`.
 _CLIENTS = ("api_client", "core", "apps", "admission", "discovery", "version_api")
@@ -27,29 +29,6 @@ class Cleanup:
     undo: Callable[[], Any]
     scope: str  # "test", "suite:<full suite name>" or "run"
     keepable: bool = False  # kept for debugging when the test failed and keep_on_failure is on
-
-
-@dataclass
-class CommandResult:
-    """Outcome of an external command (helm, kubectl): exit status and the two output streams, kept apart."""
-
-    command: list[str]
-    rc: int
-    stdout: str
-    stderr: str
-
-
-def run_command(command: list[str], timeout: float) -> CommandResult:
-    """Run ``command`` without a shell and return its result; never raises for a non-zero exit status."""
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError as error:
-        return CommandResult(command, 127, "", f"{command[0]}: not found ({error.strerror})")
-    except subprocess.TimeoutExpired as error:
-        out = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
-        err = error.stderr.decode() if isinstance(error.stderr, bytes) else (error.stderr or "")
-        return CommandResult(command, 124, out, f"{err}\n{command[0]}: timed out after {timeout:.0f} s".strip())
-    return CommandResult(command, completed.returncode, completed.stdout, completed.stderr)
 
 
 @dataclass
@@ -79,7 +58,7 @@ class WorkloadDefaults:
     node_selector: dict[str, str] = field(default_factory=dict)
     image_pull_policy: str = "IfNotPresent"
     termination_grace_period: int = 0
-    allocation_probe: str = "pytorch"   # or "gpu-workload" (the sandbox's CUDA driver API program)
+    allocation_probe: str = "pytorch"  # or "gpu-workload" (the sandbox's CUDA driver API program)
 
 
 @dataclass
@@ -96,8 +75,14 @@ class HamiTarget:
 
     @property
     def fullname(self) -> str:
-        """The chart's ``<fullname>``: the release name if it contains ``hami``, else ``<release>-hami``."""
-        return self.release if "hami" in self.release else f"{self.release}-hami"
+        """The chart's ``<fullname>`` of this release (see `chart_fullname`)."""
+        return chart_fullname(self.release)
+
+
+def chart_fullname(release: str) -> str:
+    """The HAMi chart's ``<fullname>``, the prefix of its Deployment, DaemonSet and Service names: the release name
+    if it contains ``hami``, else ``<release>-hami``."""
+    return release if "hami" in release else f"{release}-hami"
 
 
 @dataclass
@@ -135,9 +120,10 @@ class Context:
     sandbox_hami: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------------------------------------- clients
+    # Typed Any: the keywords read the API's objects as they come (every field of the client's models is Optional).
 
     @cached_property
-    def api_client(self):  # -> kubernetes.client.ApiClient
+    def api_client(self) -> Any:  # kubernetes.client.ApiClient
         from kubernetes import client, config
 
         cfg = client.Configuration()
@@ -146,31 +132,31 @@ class Context:
         return client.ApiClient(cfg)
 
     @cached_property
-    def core(self):  # -> kubernetes.client.CoreV1Api
+    def core(self) -> Any:  # kubernetes.client.CoreV1Api
         from kubernetes import client
 
         return client.CoreV1Api(self.api_client)
 
     @cached_property
-    def apps(self):  # -> kubernetes.client.AppsV1Api
+    def apps(self) -> Any:  # kubernetes.client.AppsV1Api
         from kubernetes import client
 
         return client.AppsV1Api(self.api_client)
 
     @cached_property
-    def admission(self):  # -> kubernetes.client.AdmissionregistrationV1Api
+    def admission(self) -> Any:  # kubernetes.client.AdmissionregistrationV1Api
         from kubernetes import client
 
         return client.AdmissionregistrationV1Api(self.api_client)
 
     @cached_property
-    def discovery(self):  # -> kubernetes.client.DiscoveryV1Api
+    def discovery(self) -> Any:  # kubernetes.client.DiscoveryV1Api
         from kubernetes import client
 
         return client.DiscoveryV1Api(self.api_client)
 
     @cached_property
-    def version_api(self):  # -> kubernetes.client.VersionApi
+    def version_api(self) -> Any:  # kubernetes.client.VersionApi
         from kubernetes import client
 
         return client.VersionApi(self.api_client)
@@ -249,6 +235,16 @@ class Context:
         kept = [c.description for c in self.cleanups if c.scope == resolved and c.keepable]
         self.cleanups = [c for c in self.cleanups if not (c.scope == resolved and c.keepable)]
         return kept
+
+    def finish_test(self, failed: bool) -> None:
+        """Undo what the test created (newest first); with ``keep_on_failure`` a failed test keeps its keepable
+        things (namespaces, releases) and a warning names them. Cleanup errors become warnings."""
+        if failed and self.keep_on_failure:
+            kept = self.drop_keepable_cleanups("test")
+            if kept:
+                logger.warn("KEEP_ON_FAILURE: kept " + ", ".join(kept) + " of the failed test for debugging.")
+        for error in self.run_cleanups("test"):
+            logger.warn(f"Cleanup failed: {error}")
 
     def reset_test_state(self, name: str | None = None, tags: list[str] | None = None) -> None:
         self.namespace = None

@@ -9,3 +9,9 @@ class HamiE2EFailure(AssertionError):
 
 class HelmFailure(HamiE2EFailure):
     """A helm command failed; the message carries helm's stderr and ``helm status``."""
+
+
+def failure(text: str, message: str | None = None) -> HamiE2EFailure:
+    """The failure an assertion raises: ``message`` (the keyword's ``message=`` argument) replaces the generated
+    ``text``, which names the object, the expected and the actual value."""
+    return HamiE2EFailure(message or text)

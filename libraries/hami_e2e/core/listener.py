@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from robot.api import logger
 
 from .context import Context
-from ..keywords.diagnostics import DiagnosticsKeywords
-from ..keywords.run_control import finish_test
 
 
 class HamiListener:
@@ -24,16 +24,16 @@ class HamiListener:
 
     ROBOT_LISTENER_API_VERSION = 3
 
-    def __init__(self, ctx: Context, diagnostics: DiagnosticsKeywords) -> None:
+    def __init__(self, ctx: Context, collect_diagnostics: Callable[[], None]) -> None:
         self.ctx = ctx
-        self.diagnostics = diagnostics
+        self.collect_diagnostics = collect_diagnostics
 
-    def start_suite(self, data, result) -> None:
+    def start_suite(self, data: Any, result: Any) -> None:
         self.ctx.suite_stack.append(data.full_name)
         self.ctx.suite_name = data.full_name
         self.ctx.suite_started[data.full_name] = datetime.now(timezone.utc)
 
-    def end_suite(self, data, result) -> None:
+    def end_suite(self, data: Any, result: Any) -> None:
         for error in self.ctx.run_cleanups(f"suite:{data.full_name}"):
             logger.warn(f"Suite cleanup failed: {error}")
         if self.ctx.suite_stack and self.ctx.suite_stack[-1] == data.full_name:
@@ -42,17 +42,17 @@ class HamiListener:
         if data.parent is None:
             self.close()
 
-    def start_test(self, data, result) -> None:
+    def start_test(self, data: Any, result: Any) -> None:
         self.ctx.reset_test_state(data.name, [str(t) for t in data.tags])
 
-    def end_test(self, data, result) -> None:
+    def end_test(self, data: Any, result: Any) -> None:
         failed = result.status == "FAIL"
         if failed and not self.ctx.diagnostics_collected and self.ctx.namespace:
             try:
-                self.diagnostics.collect_diagnostics()
+                self.collect_diagnostics()
             except Exception as error:  # noqa: BLE001 - a listener must never break the run
                 logger.warn(f"Collecting diagnostics failed: {error}")
-        finish_test(self.ctx, failed)
+        self.ctx.finish_test(failed)
 
     def close(self) -> None:
         for error in self.ctx.run_cleanups("run"):

@@ -98,15 +98,15 @@ class CoreLimitKeywords(HostComponent):
             f"{measured['unlimited']:.1f} {measured['unit']})"
         )
         if expectation == "throttled" and not ratio <= max_ratio:
-            raise HamiE2EFailure(
-                message
-                or f"CUDA_DEVICE_SM_LIMIT={measured['sm_limit']} did not throttle the {measured['workload']} workload: "
-                f"{figures}, expected at most {max_ratio}. HAMi-core watcher: {measured['watcher']}"
+            raise self.fail(
+                f"CUDA_DEVICE_SM_LIMIT={measured['sm_limit']} did not throttle the {measured['workload']} workload: "
+                f"{figures}, expected at most {max_ratio}. HAMi-core watcher: {measured['watcher']}",
+                message,
             )
         if expectation == "unthrottled" and not ratio >= min_ratio:
-            raise HamiE2EFailure(
-                message
-                or f"CUDA_DEVICE_SM_LIMIT={measured['sm_limit']} throttled the {measured['workload']} workload: "
-                f"{figures}, expected at least {min_ratio}. HAMi-core watcher: {measured['watcher']}"
+            raise self.fail(
+                f"CUDA_DEVICE_SM_LIMIT={measured['sm_limit']} throttled the {measured['workload']} workload: "
+                f"{figures}, expected at least {min_ratio}. HAMi-core watcher: {measured['watcher']}",
+                message,
             )
         logger.info(f"Core limit ratio {ratio:.3f} meets the expectation '{expectation}'.")

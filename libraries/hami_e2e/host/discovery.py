@@ -12,9 +12,8 @@ from pathlib import Path
 
 from robot.api import SkipExecution, logger
 
-from ..parsers.nvidia_smi import DEFAULT_QUERY_FIELDS, parse_nvidia_smi_report
-
 from ..core.errors import HamiE2EFailure
+from ..parsers.nvidia_smi import DEFAULT_QUERY_FIELDS, parse_nvidia_smi_report
 from .processes import WORKLOADS_DIR, plain_env, run
 from .state import HostGpu, HostSetup
 

@@ -8,9 +8,7 @@ import re
 from ..parsers.nvidia_smi import hami_core_lines
 
 _PROTOCOL = re.compile(r"^(WORKLOAD|DEVICES|MEMINFO|ALLOC_OK|ALLOC_FAILED|HOLDING|RELEASED|THROUGHPUT) (.*)$", re.M)
-_WATCHER = re.compile(
-    r"device (\d+): userutil=(-?\d+) currentcores=(-?\d+) total=(-?\d+) limit=(-?\d+) share=(-?\d+)"
-)
+_WATCHER = re.compile(r"device (\d+): userutil=(-?\d+) currentcores=(-?\d+) total=(-?\d+) limit=(-?\d+) share=(-?\d+)")
 _UTIL_SWITCH = re.compile(r"util_switch=(\d+)")
 
 

@@ -159,7 +159,9 @@ class HostSetupKeywords(HostComponent):
         try:
             chosen = [host.gpu(int(part)) for part in gpus.replace(" ", "").split(",") if part]
         except ValueError:
-            raise HamiE2EFailure(f"GPUs must be NVML indexes separated by commas, like 1 or 0,1; got {gpus!r}.") from None
+            raise HamiE2EFailure(
+                f"GPUs must be NVML indexes separated by commas, like 1 or 0,1; got {gpus!r}."
+            ) from None
         if not chosen:
             raise HamiE2EFailure("A container needs at least one GPU.")
         profile = Profile(name, {k: str(v) for k, v in variables.items()}, self.session.new_cache(), chosen)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure, failure
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,9 @@ class HostSession:
 
 class HostComponent:
     """Base of the host keyword components: they share one `HostSession`."""
+
+    #: Builds the failure an assertion raises: ``message`` (the keyword's ``message=``) replaces the generated text.
+    fail = staticmethod(failure)
 
     def __init__(self, session: HostSession) -> None:
         self.session = session

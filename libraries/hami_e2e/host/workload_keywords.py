@@ -9,9 +9,8 @@ from typing import Any, Literal
 from robot.api import logger
 from robotlibcore import keyword
 
-from ..parsers.nvidia_smi import find_oom_events, parse_nvidia_smi_report
-
 from ..core.errors import HamiE2EFailure
+from ..parsers.nvidia_smi import find_oom_events, hami_core_oom_problem, parse_nvidia_smi_report
 from .discovery import NVIDIA_SMI_FORMATS, workload_command
 from .processes import (
     NotReady,
@@ -86,10 +85,10 @@ class HostWorkloadKeywords(HostComponent):
             raise HamiE2EFailure(f"nvidia-smi output could not be parsed: {error}") from None
         seen = [g.uuid for g in sorted(listed, key=_index)]
         if seen != expected:
-            raise HamiE2EFailure(
-                message
-                or f"nvidia-smi listed {len(seen)} GPU(s) {seen}, expected host GPU(s) {gpus} {expected}: the "
-                "process sees GPUs it was not given, or misses some it was given"
+            raise self.fail(
+                f"nvidia-smi listed {len(seen)} GPU(s) {seen}, expected host GPU(s) {gpus} {expected}: the "
+                "process sees GPUs it was not given, or misses some it was given",
+                message,
             )
         logger.info(f"nvidia-smi lists host GPU(s) {gpus}: {', '.join(expected)}")
 
@@ -188,10 +187,10 @@ class HostWorkloadKeywords(HostComponent):
         ok = any(protocol_fields(result["output"], tag) for tag in ("ALLOC_OK", "MEMINFO", "THROUGHPUT"))
         if result["exit_code"] != 0 or not ok:
             hint = f" HAMi-core refused it: {oom[0].line}" if oom else ""
-            raise HamiE2EFailure(
-                message
-                or f"{result['workload']} workload `{result['action']}` failed with exit code {result['exit_code']}, "
-                f"expected success.{hint}\nOutput:\n{result['output']}"
+            raise self.fail(
+                f"{result['workload']} workload `{result['action']}` failed with exit code {result['exit_code']}, "
+                f"expected success.{hint}\nOutput:\n{result['output']}",
+                message,
             )
         logger.info(f"{result['workload']} workload `{result['action']}` succeeded.")
 
@@ -210,33 +209,26 @@ class HostWorkloadKeywords(HostComponent):
         output = result["output"]
         failed = protocol_fields(output, "ALLOC_FAILED")
         if result["exit_code"] == 0:
-            raise HamiE2EFailure(
-                message
-                or f"{result['workload']} workload `{result['action']}` succeeded (exit code 0), expected HAMi-core "
+            raise self.fail(
+                f"{result['workload']} workload `{result['action']}` succeeded (exit code 0), expected HAMi-core "
                 f"to refuse it with 'Device {device} OOM ...': the memory limit was not enforced (is libvgpu.so "
-                f"preloaded?).\nOutput:\n{output}"
+                f"preloaded?).\nOutput:\n{output}",
+                message,
+            )
+        problem = hami_core_oom_problem(output, limit_mib, device)
+        if problem:
+            raise self.fail(
+                f"{result['workload']} workload failed (exit code {result['exit_code']}) but {problem}; the failure "
+                f"was {failed.get('error', 'not reported')!r}.\nOutput:\n{output}",
+                message,
             )
         events = [e for e in find_oom_events(output) if e.device == device]
-        if not events:
-            raise HamiE2EFailure(
-                message
-                or f"{result['workload']} workload failed (exit code {result['exit_code']}) but without HAMi-core's "
-                f"'Device {device} OOM <requested> / <limit>' line, so HAMi-core did not refuse it; the failure was "
-                f"{failed.get('error', 'not reported')!r}.\nOutput:\n{output}"
-            )
-        if limit_mib is not None and events[0].limit_bytes != limit_mib * 1024 * 1024:
-            raise HamiE2EFailure(
-                message
-                or f"HAMi-core refused the allocation against a limit of {events[0].limit_bytes} bytes "
-                f"({events[0].limit_mib:g} MiB), expected {limit_mib * 1024 * 1024} bytes ({limit_mib} MiB): "
-                f"{events[0].line}"
-            )
         if failed.get("reason") != "oom":
-            raise HamiE2EFailure(
-                message
-                or f"HAMi-core printed '{events[0].line}' but the workload failed with "
+            raise self.fail(
+                f"HAMi-core printed '{events[0].line}' but the workload failed with "
                 f"{failed.get('reason', 'no ALLOC_FAILED line')!r} instead of an out-of-memory error "
-                f"({failed.get('error', '')}).\nOutput:\n{output}"
+                f"({failed.get('error', '')}).\nOutput:\n{output}",
+                message,
             )
         logger.info(
             f"HAMi-core refused the allocation ({len(events)} OOM line(s)): {events[0].line}; the workload exited "
@@ -257,12 +249,14 @@ class HostWorkloadKeywords(HostComponent):
                 if info["total_mib"] > expected_mib
                 else "a smaller limit than expected"
             )
-            raise HamiE2EFailure(
-                message
-                or f"CUDA reported {info['total_mib']} MiB total on device {info['device']}, expected "
-                f"{expected_mib} MiB: {hint}.\nOutput:\n{info['output']}"
+            raise self.fail(
+                f"CUDA reported {info['total_mib']} MiB total on device {info['device']}, expected "
+                f"{expected_mib} MiB: {hint}.\nOutput:\n{info['output']}",
+                message,
             )
-        logger.info(f"CUDA reports {info['total_mib']} MiB total ({info['free_mib']} MiB free) on device {info['device']}.")
+        logger.info(
+            f"CUDA reports {info['total_mib']} MiB total ({info['free_mib']} MiB free) on device {info['device']}."
+        )
 
     @keyword("CUDA Used Memory Should Be At Least", tags=("GPU host", "Workload", "Assertion"))
     def cuda_used_memory_should_be_at_least(
@@ -276,13 +270,15 @@ class HostWorkloadKeywords(HostComponent):
         | `CUDA Used Memory Should Be At Least`    ${info}    100
         """
         if info["used_mib"] < minimum_mib:
-            raise HamiE2EFailure(
-                message
-                or f"CUDA reported {info['free_mib']} MiB free of {info['total_mib']} MiB on device {info['device']}: "
+            raise self.fail(
+                f"CUDA reported {info['free_mib']} MiB free of {info['total_mib']} MiB on device {info['device']}: "
                 f"{info['used_mib']} MiB in use, expected at least {minimum_mib} MiB (the CUDA context): HAMi-core "
-                f"did not count this process's context.\nOutput:\n{info['output']}"
+                f"did not count this process's context.\nOutput:\n{info['output']}",
+                message,
             )
-        logger.info(f"CUDA reports {info['used_mib']} MiB in use of {info['total_mib']} MiB on device {info['device']}.")
+        logger.info(
+            f"CUDA reports {info['used_mib']} MiB in use of {info['total_mib']} MiB on device {info['device']}."
+        )
 
     @keyword("CUDA Device Count Should Be", tags=("GPU host", "Workload", "Assertion"))
     def cuda_device_count_should_be(self, info: dict[str, Any], expected: int, message: str | None = None) -> None:
@@ -293,10 +289,10 @@ class HostWorkloadKeywords(HostComponent):
         | `CUDA Device Count Should Be`    ${info}    1
         """
         if info["device_count"] != expected:
-            raise HamiE2EFailure(
-                message
-                or f"the workload saw {info['device_count']} CUDA device(s), expected {expected} "
-                f"(check CUDA_VISIBLE_DEVICES and the GPUs given to the container).\nOutput:\n{info['output']}"
+            raise self.fail(
+                f"the workload saw {info['device_count']} CUDA device(s), expected {expected} "
+                f"(check CUDA_VISIBLE_DEVICES and the GPUs given to the container).\nOutput:\n{info['output']}",
+                message,
             )
         logger.info(f"The workload saw {expected} CUDA device(s).")
 

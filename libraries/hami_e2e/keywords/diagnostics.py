@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from ..parsers.annotations import format_event, hami_annotations, sort_events
 from robot.api import logger
 from robot.api.deco import keyword
 
-from ..core.component import LibraryComponent, api_error_text
+from ..core.component import LibraryComponent
+from ..core.describe import api_error_text
 from ..core.errors import HamiE2EFailure
+from ..parsers.annotations import hami_annotations
+from ..parsers.events import format_event, sort_events
+
+T = TypeVar("T")
 
 SECRET_KEY = re.compile(
     r"(token|client-key-data|client-certificate-data|password|passwd|secret|private[-_]?key|authorization|"
@@ -27,7 +33,7 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-#: Lines of HAMi component logs worth a warning (peer row C7): Go panics and klog error lines (``E0824 12:00:00``).
+#: Lines of HAMi component logs worth a warning: Go panics and klog error lines (``E0824 12:00:00``).
 DEFAULT_ERROR_PATTERNS = (r"\bpanic\b", r"^E\d{4} \d{2}:\d{2}:\d{2}")
 
 
@@ -42,8 +48,10 @@ def scrub_object(value: Any) -> Any:
     if isinstance(value, dict):
         if "name" in value and "value" in value and SECRET_KEY.search(str(value.get("name"))):
             return {**value, "value": REDACTED}
-        return {k: REDACTED if SECRET_KEY.search(str(k)) and not isinstance(v, (dict, list)) else scrub_object(v)
-                for k, v in value.items()}
+        return {
+            k: REDACTED if SECRET_KEY.search(str(k)) and not isinstance(v, (dict, list)) else scrub_object(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [scrub_object(v) for v in value]
     if isinstance(value, str):
@@ -69,8 +77,12 @@ class DiagnosticsKeywords(LibraryComponent):
 
     @keyword(tags=("Diagnostics",))
     def collect_diagnostics_on_failure(self, tail_lines: int = 200) -> None:
-        """Runs `Collect Diagnostics` when the current test has failed (``${TEST STATUS}`` is FAIL).
+        """Logs what a reader of a failed test needs when the current test has failed (``${TEST STATUS}`` is FAIL).
 
+        In order: the test namespace's events (time order); each pod's spec and status as YAML; each container's
+        log (last ``tail_lines`` lines, and the previous run's if it restarted); the tail of the HAMi scheduler and
+        of the device plugin on the involved nodes; the sandbox log files in ``${HAMI_LOCAL_LOG_FILES}``; the
+        ``hami.io/*`` annotations of the involved nodes; ``helm status``. Tokens, passwords and keys are masked.
         Meant for ``[Teardown]`` / ``Test Teardown``; the library's listener does the same for tests without it.
 
         Example:
@@ -81,7 +93,6 @@ class DiagnosticsKeywords(LibraryComponent):
         if BuiltIn().get_variable_value("${TEST STATUS}") == "FAIL":
             self.collect_diagnostics(tail_lines=tail_lines)
 
-    @keyword(tags=("Diagnostics",))
     def collect_diagnostics(self, namespace: str | None = None, tail_lines: int = 200) -> None:
         """Logs the state needed to understand a failure: events, pods, logs, HAMi logs, node annotations, helm.
 
@@ -89,39 +100,37 @@ class DiagnosticsKeywords(LibraryComponent):
         (last ``tail_lines`` lines, and the previous run's if it restarted); the tail of the HAMi scheduler
         (both containers) and of the device plugin on the involved nodes; the sandbox log files listed in
         ``${HAMI_LOCAL_LOG_FILES}``; the ``hami.io/*`` annotations of the involved nodes; ``helm status``. Tokens,
-        passwords and keys are masked. A part that cannot be read is reported and the rest still runs.
-
-        Example:
-        | `Collect Diagnostics`    ${ns}
+        passwords and keys are masked. A part that cannot be read is reported and the rest still runs. The
+        listener calls it for a failed test whose teardown did not.
         """
         self.ctx.diagnostics_collected = True
         ns = namespace or self.ctx.namespace
         nodes: set[str] = set()
         if ns:
             self._section(f"Events in namespace {ns}", lambda: self._events_text(ns))
-            pods = self._safe(lambda: self.ctx.core.list_namespaced_pod(ns).items, [])
+            pods: list[Any] = self._safe(lambda: self.ctx.core.list_namespaced_pod(ns).items, [])
             for pod in pods:
                 if pod.spec.node_name:
                     nodes.add(pod.spec.node_name)
-                self._section(f"Pod {ns}/{pod.metadata.name}", lambda pod=pod: self._pod_yaml(pod))
+                self._section(f"Pod {ns}/{pod.metadata.name}", partial(self._pod_yaml, pod))
                 for text_title, reader in self._pod_log_readers(pod, tail_lines):
                     self._section(text_title, reader)
         else:
             logger.info("No test namespace: skipping events, pods and pod logs.")
         self._component_logs(nodes, tail_lines)
         for path in self.ctx.hami.local_log_files:
-            self._section(f"Local log {path} (last {tail_lines} lines)", lambda path=path: _tail_file(path, tail_lines))
+            self._section(f"Local log {path} (last {tail_lines} lines)", partial(_tail_file, path, tail_lines))
         self._section("HAMi annotations of nodes", lambda: self._node_annotations_text(nodes))
         self._section("helm status", self.ctx.helm_status_text)
 
-    def _safe(self, read, default):
+    def _safe(self, read: Callable[[], T], default: T) -> T:
         try:
             return read()
         except Exception as error:  # noqa: BLE001 - diagnostics never fail the teardown
             logger.info(f"(could not read: {api_error_text(error)})")
             return default
 
-    def _section(self, title: str, read) -> None:
+    def _section(self, title: str, read: Callable[[], str]) -> None:
         try:
             body = read()
         except Exception as error:  # noqa: BLE001 - report and go on with the next part
@@ -137,22 +146,26 @@ class DiagnosticsKeywords(LibraryComponent):
         data.get("metadata", {}).pop("managedFields", None)
         return yaml.safe_dump(scrub_object(data), sort_keys=False, width=120)
 
-    def _pod_log_readers(self, pod: Any, tail_lines: int):
+    def _pod_log_readers(self, pod: Any, tail_lines: int) -> Iterator[tuple[str, Callable[[], str]]]:
         name, ns = pod.metadata.name, pod.metadata.namespace
-        statuses = {s.name: s for s in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])}
+        statuses = {
+            s.name: s for s in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])
+        }
         for container in (pod.spec.init_containers or []) + pod.spec.containers:
             status = statuses.get(container.name)
             if status is None or (status.state and status.state.waiting and not status.restart_count):
                 continue
 
-            def read(container=container.name, previous=False):
-                return self.ctx.core.read_namespaced_pod_log(
-                    name, ns, container=container, tail_lines=tail_lines, previous=previous
+            def read(container: str = container.name, previous: bool = False) -> str:
+                return str(
+                    self.ctx.core.read_namespaced_pod_log(
+                        name, ns, container=container, tail_lines=tail_lines, previous=previous
+                    )
                 )
 
             yield f"Log of {ns}/{name}/{container.name} (last {tail_lines} lines)", read
             if status.restart_count:
-                yield f"Previous log of {ns}/{name}/{container.name}", lambda c=container.name: read(c, True)
+                yield f"Previous log of {ns}/{name}/{container.name}", partial(read, container.name, True)
 
     def _hami_pods(self) -> list[Any]:
         components = f"{self.ctx.hami.scheduler_component}, {self.ctx.hami.device_plugin_component}"
@@ -160,7 +173,7 @@ class DiagnosticsKeywords(LibraryComponent):
         return self.ctx.core.list_namespaced_pod(self.ctx.hami.namespace, label_selector=selector).items
 
     def _component_logs(self, nodes: set[str], tail_lines: int) -> None:
-        pods = self._safe(self._hami_pods, [])
+        pods: list[Any] = self._safe(self._hami_pods, [])
         if not pods:
             logger.info(f"No HAMi component pods in namespace {self.ctx.hami.namespace}.")
         for pod in pods:
@@ -172,10 +185,15 @@ class DiagnosticsKeywords(LibraryComponent):
             for container in pod.spec.containers:
                 self._section(
                     f"HAMi log {pod.metadata.name}/{container.name} (last {tail_lines} lines)",
-                    lambda pod=pod, c=container.name: self.ctx.core.read_namespaced_pod_log(
-                        pod.metadata.name, pod.metadata.namespace, container=c, tail_lines=tail_lines
-                    ),
+                    partial(self._container_log, pod, container.name, tail_lines),
                 )
+
+    def _container_log(self, pod: Any, container: str, tail_lines: int) -> str:
+        return str(
+            self.ctx.core.read_namespaced_pod_log(
+                pod.metadata.name, pod.metadata.namespace, container=container, tail_lines=tail_lines
+            )
+        )
 
     def _node_annotations_text(self, nodes: set[str]) -> str:
         if nodes:
@@ -189,27 +207,6 @@ class DiagnosticsKeywords(LibraryComponent):
             for key, value in annotations.items():
                 lines.append(f"  {key}: {value}")
         return "\n".join(lines) or "(no GPU nodes)"
-
-    # ============================================================================================ single parts
-
-    @keyword(tags=("Diagnostics",))
-    def log_namespace_events(self, namespace: str | None = None) -> None:
-        """Logs the events of the namespace (default: the test namespace) in time order.
-
-        Example:
-        | `Log Namespace Events`
-        """
-        ns = self.namespace(namespace)
-        self._section(f"Events in namespace {ns}", lambda: self._events_text(ns))
-
-    @keyword("Log HAMi Component Logs", tags=("Diagnostics",))
-    def log_hami_component_logs(self, tail_lines: int = 200) -> None:
-        """Logs the last ``tail_lines`` lines of every HAMi scheduler and device-plugin container.
-
-        Example:
-        | `Log HAMi Component Logs`    tail_lines=50
-        """
-        self._component_logs(set(), tail_lines)
 
     # ============================================================================================ log scan
 
@@ -273,8 +270,9 @@ class DiagnosticsKeywords(LibraryComponent):
         if len(hits) > 50:
             logger.warn(f"HAMi log: {len(hits) - 50} more error lines not shown")
         if not hits:
-            logger.info(f"No error lines in the logs of {len(pods)} HAMi pod(s) and {len(local_files or [])} "
-                        "local file(s).")
+            logger.info(
+                f"No error lines in the logs of {len(pods)} HAMi pod(s) and {len(local_files or [])} local file(s)."
+            )
         return hits
 
 

@@ -3,55 +3,28 @@ from a pod or a host is the job of other components."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 from robot.api import logger
 from robotlibcore import keyword
 
+from ..core.component import LibraryComponent
+from ..core.errors import HamiE2EFailure
 from ..parsers.nvidia_smi import (
     GpuInfo,
     NvidiaSmiReport,
-    cuda_version,
-    driver_version,
     find_oom_events,
     hami_core_lines,
+    hami_core_oom_problem,
     parse_nvidia_smi_report,
 )
-
-from ..core.component import LibraryComponent
-from ..core.errors import HamiE2EFailure
-
-MIB = 1024 * 1024
+from .allocation import gpu_memory_for_percentage
 
 
 class NvidiaSmiKeywords(LibraryComponent):
     """Parse and assert on nvidia-smi output: the default table, ``--query-gpu`` CSV (with or without header and
     units), ``-L`` and ``-q``. HAMi-core log lines mixed into the output are ignored by the parser and can be asserted
-    on with `HAMi-Core OOM Should Be Reported` and `HAMi-Core Log Lines Should Be`."""
+    on with `HAMi-Core Log Lines Should Be`."""
 
     # ------------------------------------------------------------------------------------------------ getters
-    @keyword("Parse Nvidia Smi Output", tags=("nvidia-smi", "Getter"))
-    def parse_nvidia_smi_output(self, output: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
-        """Parses nvidia-smi ``output`` and returns one dictionary per GPU, in index order.
-
-        Keys: ``index``, ``name``, ``uuid``, ``memory_used_mib``, ``memory_total_mib``, ``memory_free_mib``,
-        ``bus_id`` and ``fields`` (every CSV or ``-q`` field as printed). A key is ``None`` where the format does
-        not carry it (``uuid`` in the default table, memory in ``-L``).
-
-        | =Argument= | =Description= |
-        | ``output`` | nvidia-smi's stdout (stderr merged in is fine: HAMi-core lines are skipped). |
-        | ``fields`` | For ``--format=csv,noheader``: the ``--query-gpu`` fields in order. Default ``index,uuid,name,memory.total,memory.used,memory.free``. |
-
-        The raw output is logged at INFO.
-
-        Example:
-        | ${gpus}=    `Parse Nvidia Smi Output`    ${output}
-        | Should Be Equal As Integers    ${gpus}[0][memory_total_mib]    3000
-        """
-        report = self._parse(output, fields)
-        return [asdict(gpu) for gpu in report.gpus]
-
     @keyword("Get GPU Memory Total", tags=("nvidia-smi", "Getter"))
     def get_gpu_memory_total(self, output: str, gpu: int = 0, fields: list[str] | None = None) -> int:
         """Returns memory.total in MiB of GPU ``gpu`` (nvidia-smi index) from nvidia-smi ``output``.
@@ -60,32 +33,6 @@ class NvidiaSmiKeywords(LibraryComponent):
         | ${card_mib}=    `Get GPU Memory Total`    ${plain_output}
         """
         return self._memory_total(self._gpu(self._parse(output, fields), gpu, output), output)
-
-    @keyword("Get Driver Version", tags=("nvidia-smi", "Getter"))
-    def get_driver_version(self, output: str) -> str:
-        """Returns the driver version from the table header, ``-q`` or a CSV query with ``driver_version``.
-
-        Example:
-        | ${driver}=    `Get Driver Version`    ${output}
-        """
-        self._log_raw(output)
-        try:
-            return driver_version(output)
-        except ValueError as error:
-            raise HamiE2EFailure(str(error)) from None
-
-    @keyword("Get CUDA Version", tags=("nvidia-smi", "Getter"))
-    def get_cuda_version(self, output: str) -> str:
-        """Returns the CUDA version the driver supports, from the table header or ``-q``.
-
-        Example:
-        | ${cuda}=    `Get CUDA Version`    ${output}
-        """
-        self._log_raw(output)
-        try:
-            return cuda_version(output)
-        except ValueError as error:
-            raise HamiE2EFailure(str(error)) from None
 
     # --------------------------------------------------------------------------------------------- assertions
     @keyword("GPU Memory Total Should Be", tags=("nvidia-smi", "Assertion"))
@@ -110,10 +57,10 @@ class NvidiaSmiKeywords(LibraryComponent):
         info = self._gpu(self._parse(output, fields), gpu, output)
         actual = self._memory_total(info, output)
         if actual != expected_mib:
-            raise HamiE2EFailure(
-                message
-                or f"nvidia-smi memory.total of GPU {gpu} was {actual} MiB, expected {expected_mib} MiB "
-                f"({expected_from}): {_memory_hint(actual, expected_mib)}"
+            raise self.fail(
+                f"nvidia-smi memory.total of GPU {gpu} was {actual} MiB, expected {expected_mib} MiB "
+                f"({expected_from}): {_memory_hint(actual, expected_mib)}",
+                message,
             )
         logger.info(f"nvidia-smi memory.total of GPU {gpu} is {actual} MiB, as expected ({expected_from}).")
 
@@ -141,11 +88,11 @@ class NvidiaSmiKeywords(LibraryComponent):
                 "--query-gpu=...,memory.used"
             )
         if info.memory_used_mib < minimum_mib:
-            raise HamiE2EFailure(
-                message
-                or f"nvidia-smi memory.used of GPU {gpu} was {info.memory_used_mib} MiB, expected at least "
+            raise self.fail(
+                f"nvidia-smi memory.used of GPU {gpu} was {info.memory_used_mib} MiB, expected at least "
                 f"{minimum_mib} MiB: memory held by another process under the same limit is not accounted "
-                "(do both share one CUDA_DEVICE_MEMORY_SHARED_CACHE?)"
+                "(do both share one CUDA_DEVICE_MEMORY_SHARED_CACHE?)",
+                message,
             )
         logger.info(f"nvidia-smi memory.used of GPU {gpu} is {info.memory_used_mib} MiB (at least {minimum_mib}).")
 
@@ -160,13 +107,13 @@ class NvidiaSmiKeywords(LibraryComponent):
         message: str | None = None,
     ) -> None:
         """Fails unless memory.total of GPU ``gpu`` is ``percentage`` % of a ``card_mib`` MiB card, rounded down as
-        HAMi does (``int(card_mib * percentage / 100)``), as asked with ``nvidia.com/gpumem-percentage``.
+        HAMi does (see `Get GPU Memory For Percentage`), as asked with ``nvidia.com/gpumem-percentage``.
 
         Example:
         | ${card_mib}=    `Get GPU Memory Total`    ${plain_output}
         | `GPU Memory Total Should Match Percentage`    ${pod_output}    50    ${card_mib}
         """
-        expected = int(card_mib * percentage / 100)
+        expected = gpu_memory_for_percentage(card_mib, percentage)
         self.gpu_memory_total_should_be(
             output,
             expected,
@@ -175,50 +122,6 @@ class NvidiaSmiKeywords(LibraryComponent):
             fields=fields,
             message=message,
         )
-
-    @keyword("GPU Count Should Be", tags=("nvidia-smi", "Assertion"))
-    def gpu_count_should_be(
-        self, output: str, expected: int, fields: list[str] | None = None, message: str | None = None
-    ) -> None:
-        """Fails unless nvidia-smi ``output`` lists exactly ``expected`` GPUs.
-
-        Example:
-        | `GPU Count Should Be`    ${output}    1
-        """
-        report = self._parse(output, fields)
-        if len(report.gpus) != expected:
-            listed = ", ".join(f"{g.index}: {g.name}" for g in report.gpus)
-            raise HamiE2EFailure(
-                message
-                or f"nvidia-smi listed {len(report.gpus)} GPU(s), expected {expected} (listed: {listed}); "
-                "check how many GPUs were asked for (nvidia.com/gpu) and NVIDIA_VISIBLE_DEVICES"
-            )
-
-    @keyword("GPU Model Should Be", tags=("nvidia-smi", "Assertion"))
-    def gpu_model_should_be(
-        self,
-        output: str,
-        expected: str,
-        gpu: int | None = None,
-        fields: list[str] | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Fails unless GPU ``gpu`` (every GPU when not given) has the model name ``expected``, e.g.
-        ``NVIDIA H100 80GB HBM3``. The default table may cut long names; prefer ``-L`` or a CSV query then.
-
-        Example:
-        | `GPU Model Should Be`    ${output}    NVIDIA H100 80GB HBM3
-        """
-        report = self._parse(output, fields)
-        chosen = report.gpus if gpu is None else [self._gpu(report, gpu, output)]
-        wrong = [g for g in chosen if g.name != expected]
-        if wrong:
-            seen = ", ".join(f"GPU {g.index} is {g.name!r}" for g in wrong)
-            raise HamiE2EFailure(
-                message
-                or f"nvidia-smi GPU model: {seen}, expected {expected!r}; check the node's "
-                "hami.io/node-nvidia-register devices and the pod's nvidia.com/use-gputype"
-            )
 
     @keyword("GPU UUIDs Should Be", tags=("nvidia-smi", "Assertion"))
     def gpu_uuids_should_be(
@@ -238,18 +141,18 @@ class NvidiaSmiKeywords(LibraryComponent):
         | `GPU UUIDs Should Be`    ${output}    GPU-6a25c884-e747-4bc5-07d7-72e044d80133
         """
         report = self._parse(output, fields)
-        actual = [g.uuid for g in report.gpus]
-        if any(uuid is None for uuid in actual):
+        actual = [g.uuid for g in report.gpus if g.uuid is not None]
+        if len(actual) != len(report.gpus):
             raise HamiE2EFailure(
                 f"nvidia-smi {report.format} output has no GPU UUIDs; use 'nvidia-smi -L', '-q' or a "
                 "--query-gpu with uuid"
             )
         same = sorted(actual) == sorted(expected) if ignore_order else actual == list(expected)
         if not same:
-            raise HamiE2EFailure(
-                message
-                or f"nvidia-smi GPU UUIDs were {', '.join(map(str, actual))}, expected {', '.join(expected)}; "
-                "compare with the pod's hami.io/vgpu-devices-allocated annotation"
+            raise self.fail(
+                f"nvidia-smi GPU UUIDs were {', '.join(map(str, actual))}, expected {', '.join(expected)}; "
+                "compare with the pod's hami.io/vgpu-devices-allocated annotation",
+                message,
             )
 
     @keyword("HAMi-Core OOM Should Be Reported", tags=("HAMi-core", "Assertion"))
@@ -259,44 +162,27 @@ class NvidiaSmiKeywords(LibraryComponent):
         """Fails unless ``output`` holds HAMi-core's OOM line ``Device <device> OOM <requested bytes> / <limit
         bytes>`` with a request above the limit and, when ``limit_mib`` is given, that limit.
 
-        HAMi-core prints it at every log level when it refuses an allocation over the limit.
+        HAMi-core prints it at every log level when it refuses an allocation over the limit. The same check is part
+        of `GPU Memory Allocation Should Fail With HAMi-Core OOM` (pods) and of the GPU host tier's ``Workload Should
+        Fail With HAMi-Core OOM``.
 
         Example:
         | `HAMi-Core OOM Should Be Reported`    ${workload_output}    limit_mib=3000
         """
         self._log_raw(output)
-        events = find_oom_events(output)
-        if not events:
-            raise HamiE2EFailure(
-                message
-                or f"no HAMi-core OOM line ('Device {device} OOM <requested> / <limit>') in the output: the "
-                "allocation was not refused by HAMi-core (is libvgpu.so preloaded, is a memory limit set?)"
-            )
-        mine = [e for e in events if e.device == device]
-        if not mine:
-            raise HamiE2EFailure(
-                message
-                or f"HAMi-core OOM lines name device(s) {sorted({e.device for e in events})}, expected device "
-                f"{device}: {events[0].line}"
-            )
-        event = mine[0]
-        if limit_mib is not None and event.limit_bytes != limit_mib * MIB:
-            raise HamiE2EFailure(
-                message
-                or f"HAMi-core OOM limit was {event.limit_bytes} bytes ({event.limit_mib:g} MiB), expected "
-                f"{limit_mib * MIB} bytes ({limit_mib} MiB): {event.line}"
-            )
-        if event.requested_bytes <= event.limit_bytes:
-            raise HamiE2EFailure(
-                message
-                or f"HAMi-core OOM line asks for {event.requested_bytes} bytes, not more than the limit "
-                f"{event.limit_bytes}: {event.line}"
-            )
-        logger.info(f"HAMi-core refused the allocation: {event.line}")
+        problem = hami_core_oom_problem(output, limit_mib, device)
+        if problem:
+            raise self.fail(f"The allocation was not refused as expected: {problem}.", message)
+        logger.info(f"HAMi-core refused the allocation: {find_oom_events(output)[0].line}")
 
     @keyword("HAMi-Core Log Lines Should Be", tags=("HAMi-core", "Assertion"))
     def hami_core_log_lines_should_be(
-        self, output: str, level: str, expected_count: int | None = None, minimum: int | None = None
+        self,
+        output: str,
+        level: str,
+        expected_count: int | None = None,
+        minimum: int | None = None,
+        message: str | None = None,
     ) -> None:
         """Fails unless ``output`` has the given number of HAMi-core log lines of ``level`` (``Msg``, ``Warn``,
         ``ERROR``, ``Info``, ``Debug``, or ``any``): exactly ``expected_count``, or at least ``minimum``.
@@ -311,14 +197,16 @@ class NvidiaSmiKeywords(LibraryComponent):
             raise HamiE2EFailure("give expected_count= or minimum= to HAMi-Core Log Lines Should Be")
         shown = "\n".join(lines[:5]) or "(none)"
         if expected_count is not None and len(lines) != expected_count:
-            raise HamiE2EFailure(
+            raise self.fail(
                 f"output had {len(lines)} HAMi-core {level} line(s), expected {expected_count} "
-                f"(check LIBCUDA_LOG_LEVEL). First lines:\n{shown}"
+                f"(check LIBCUDA_LOG_LEVEL). First lines:\n{shown}",
+                message,
             )
         if minimum is not None and len(lines) < minimum:
-            raise HamiE2EFailure(
+            raise self.fail(
                 f"output had {len(lines)} HAMi-core {level} line(s), expected at least {minimum} "
-                f"(check LIBCUDA_LOG_LEVEL and that libvgpu.so is preloaded). First lines:\n{shown}"
+                f"(check LIBCUDA_LOG_LEVEL and that libvgpu.so is preloaded). First lines:\n{shown}",
+                message,
             )
         logger.info(f"{len(lines)} HAMi-core {level} line(s), as expected.")
 
@@ -340,8 +228,7 @@ class NvidiaSmiKeywords(LibraryComponent):
             if gpu.index == index:
                 return gpu
         raise HamiE2EFailure(
-            f"nvidia-smi shows no GPU {index}; it lists {[g.index for g in report.gpus]} "
-            f"({report.format} output)"
+            f"nvidia-smi shows no GPU {index}; it lists {[g.index for g in report.gpus]} ({report.format} output)"
         )
 
     @staticmethod

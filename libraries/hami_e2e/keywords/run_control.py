@@ -6,15 +6,15 @@ from robot.api import logger
 from robot.api.deco import keyword
 from robot.api.exceptions import SkipExecution
 
-from ..core.component import LibraryComponent, api_error_text
-from ..core.errors import HamiE2EFailure
+from ..core.component import LibraryComponent
+from ..core.describe import api_error_text
 
 
 class RunControlKeywords(LibraryComponent):
     """Target reachability, capability-based skips, the preflight verdict and per-test cleanup."""
 
     @keyword(tags=("Target",))
-    def cluster_should_be_reachable(self) -> str:
+    def cluster_should_be_reachable(self, message: str | None = None) -> str:
         """Fails unless the Kubernetes API server of the configured kubeconfig answers; returns its version.
 
         The failure names the kubeconfig and context, never their contents.
@@ -25,9 +25,10 @@ class RunControlKeywords(LibraryComponent):
         try:
             info = self.ctx.version_api.get_code(_request_timeout=15)
         except Exception as error:  # noqa: BLE001 - any reason means "not reachable"
-            raise HamiE2EFailure(
+            raise self.fail(
                 f"The cluster of kubeconfig {self.ctx.kubeconfig or '(default)'} "
-                f"(context {self.ctx.kube_context or 'current'}) is not reachable: {api_error_text(error)}"
+                f"(context {self.ctx.kube_context or 'current'}) is not reachable: {api_error_text(error)}",
+                message,
             ) from None
         logger.info(f"Kubernetes {info.git_version} ({info.platform})")
         return info.git_version
@@ -101,8 +102,9 @@ class RunControlKeywords(LibraryComponent):
         | `Skip If Preflight Failed`
         """
         if self.ctx.preflight is not None and not self.ctx.preflight[0]:
-            raise SkipExecution(f"Preflight failed, so this suite cannot give a meaningful result: "
-                                f"{self.ctx.preflight[1]}")
+            raise SkipExecution(
+                f"Preflight failed, so this suite cannot give a meaningful result: {self.ctx.preflight[1]}"
+            )
 
     @keyword(tags=("Target",))
     def clean_up_test_resources(self) -> None:
@@ -117,15 +119,4 @@ class RunControlKeywords(LibraryComponent):
         """
         from robot.libraries.BuiltIn import BuiltIn
 
-        failed = BuiltIn().get_variable_value("${TEST STATUS}") == "FAIL"
-        finish_test(self.ctx, failed)
-
-
-def finish_test(ctx, failed: bool) -> None:
-    """Run (or, keep-on-failure, drop) the test's cleanups; shared by the keyword and the listener."""
-    if failed and ctx.keep_on_failure:
-        kept = ctx.drop_keepable_cleanups("test")
-        if kept:
-            logger.warn("KEEP_ON_FAILURE: kept " + ", ".join(kept) + " of the failed test for debugging.")
-    for error in ctx.run_cleanups("test"):
-        logger.warn(f"Cleanup failed: {error}")
+        self.ctx.finish_test(BuiltIn().get_variable_value("${TEST STATUS}") == "FAIL")

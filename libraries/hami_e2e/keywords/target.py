@@ -59,13 +59,16 @@ class TargetKeywords(LibraryComponent):
             builtin.set_global_variable("${HAMI_CHART_REPO_URL}", info["chart_repo"])
             # HAMi's metrics NodePorts, served on the nodes' loopback address (shifted with HAMI_E2E_PORT_OFFSET)
             for variable, node_port in (("${SCHEDULER_METRICS_URL}", 31993), ("${MONITOR_METRICS_URL}", 31992)):
-                builtin.set_global_variable(variable, f"http://127.0.0.1:{node_port + info.get('port_offset', 0)}/metrics")
+                builtin.set_global_variable(
+                    variable, f"http://127.0.0.1:{node_port + info.get('port_offset', 0)}/metrics"
+                )
             self.ctx.sandbox_hami = info
         logger.info(f"HAMi in the sandbox: {json.dumps(info, indent=1)}")
 
     @keyword(tags=("Target",))
-    def record_run_metadata(self, target: str, hami_chart_version: str = "", driver_version: str = "",
-                            cuda_version: str = "") -> dict[str, str]:
+    def record_run_metadata(
+        self, target: str, hami_chart_version: str = "", driver_version: str = "", cuda_version: str = ""
+    ) -> dict[str, str]:
         """Write what was tested into the top-level suite's metadata (report.html shows it) and return it.
 
         Records: ``Target``, ``Kubernetes`` (server version), ``HAMi`` (the installed release's chart version, or
@@ -93,16 +96,29 @@ class TargetKeywords(LibraryComponent):
         if target == "sandbox":
             hami = self.ctx.sandbox_hami
             if not hami:
-                return ("sandbox (offline: real kube-apiserver/etcd/scheduler, kwok-simulated GPU nodes; no HAMi: "
-                        f"{BuiltIn().get_variable_value('${HAMI_UNAVAILABLE_REASON}', '')})")
+                return (
+                    "sandbox (offline: real kube-apiserver/etcd/scheduler, kwok-simulated GPU nodes; no HAMi: "
+                    f"{BuiltIn().get_variable_value('${HAMI_UNAVAILABLE_REASON}', '')})"
+                )
             source = hami["releases"][0]
-            return (f"sandbox GPU twin (offline: real kube-apiserver/etcd/scheduler; HAMi's real scheduler, webhook, "
-                    f"device plugin and HAMi-core from {source['source']}; kwok nodes, simulated GPUs)")
+            return (
+                f"sandbox GPU twin (offline: real kube-apiserver/etcd/scheduler; HAMi's real scheduler, webhook, "
+                f"device plugin and HAMi-core from {source['source']}; kwok nodes, simulated GPUs)"
+            )
         return f"cluster (kubeconfig context {self.ctx.kube_context or 'current'})"
 
     def _hami_release(self, expected_version: str) -> str:
-        command = [self.ctx.helm_binary, *self.ctx.kube_args(), "list", "-n", self.ctx.hami.namespace, "-o", "json",
-                   "--filter", f"^{self.ctx.hami.release}$"]
+        command = [
+            self.ctx.helm_binary,
+            *self.ctx.kube_args(),
+            "list",
+            "-n",
+            self.ctx.hami.namespace,
+            "-o",
+            "json",
+            "--filter",
+            f"^{self.ctx.hami.release}$",
+        ]
         result = self.ctx.runner(command, 60)
         if result.rc != 0:
             return f"unknown (helm list failed: {result.stderr.strip()[:200]})"

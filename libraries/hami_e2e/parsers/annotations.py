@@ -1,7 +1,7 @@
-"""Pure parsers for what HAMi writes into Kubernetes objects, and for Prometheus text.
+"""Parse what HAMi writes into Kubernetes objects: the pod and node annotations.
 
-No Kubernetes client and no Robot Framework here, so pytest can test every format on its own.
-Formats follow HAMi v2.10.0 (see ``shared/reference/hami-behaviour.md`` §2 and §7):
+No Kubernetes client and no Robot Framework here, so pytest can test every format on its own. Formats as HAMi v2.10.0
+writes them (``pkg/device/devices.go`` encodes the pod's devices, the device plugin's register loop the node's):
 
 * ``hami.io/vgpu-devices-allocated``: ``<UUID>,<type>,<MiB>,<cores>:`` per device, ``;`` after each container,
   init containers first, e.g. ``GPU-a,NVIDIA,3000,30:GPU-b,NVIDIA,3000,30:;``.
@@ -13,11 +13,10 @@ Formats follow HAMi v2.10.0 (see ``shared/reference/hami-behaviour.md`` §2 and 
 from __future__ import annotations
 
 import json
-import math
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
 VGPU_NODE_ANNOTATION = "hami.io/vgpu-node"
 BIND_PHASE_ANNOTATION = "hami.io/bind-phase"
@@ -199,120 +198,3 @@ def _parse_time(text: str) -> datetime | None:
 def hami_annotations(annotations: Mapping[str, str] | None) -> dict[str, str]:
     """Only the ``hami.io/*`` annotations of an object, sorted by key."""
     return {k: v for k, v in sorted((annotations or {}).items()) if k.startswith(HAMI_PREFIX)}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Prometheus text exposition format
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One line of a Prometheus text exposition: name, labels and value."""
-
-    name: str
-    labels: dict[str, str]
-    value: float
-
-    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
-        return self.name == name and all(self.labels.get(k) == str(v) for k, v in labels.items())
-
-    def __str__(self) -> str:
-        inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
-        return f"{self.name}{{{inner}}} {self.value:.15g}"
-
-
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r'\\[\\"n]', lambda m: _ESCAPES[m.group(0)], text)
-
-
-def _parse_value(text: str) -> float:
-    special = {"+inf": math.inf, "inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-    return special[text.lower()] if text.lower() in special else float(text)
-
-
-def _parse_labels(line: str, position: int, number: int) -> tuple[dict[str, str], int]:
-    """Labels from the ``{`` at ``position``; returns them and the index after the closing ``}``."""
-    labels: dict[str, str] = {}
-    position += 1
-    while True:
-        while position < len(line) and line[position].isspace():
-            position += 1
-        if position < len(line) and line[position] == "}":
-            return labels, position + 1
-        label = _LABEL.match(line, position)
-        if not label:
-            raise ValueError(f"line {number} has malformed labels: {line!r}")
-        labels[label.group(1)] = _unescape(label.group(2))
-        position = label.end()
-
-
-def parse_prometheus_text(text: str) -> list[Sample]:
-    """Parse Prometheus text format (version 0.0.4) into samples; comments and ``# TYPE`` lines are skipped."""
-    samples: list[Sample] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _NAME.match(line)
-        if not match:
-            raise ValueError(f"line {number} is not a metric sample: {raw!r}")
-        labels: dict[str, str] = {}
-        position = match.end()
-        if line.startswith("{", position):
-            labels, position = _parse_labels(line, position, number)
-        fields = line[position:].split()
-        if not fields:
-            raise ValueError(f"line {number} has no value: {raw!r}")
-        samples.append(Sample(match.group(0), labels, _parse_value(fields[0])))
-    return samples
-
-
-def find_samples(samples: Iterable[Sample], name: str, labels: Mapping[str, str] | None = None) -> list[Sample]:
-    """Samples named ``name`` whose labels include every ``labels`` item (values compared as strings)."""
-    return [s for s in samples if s.matches(name, labels or {})]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Kubernetes events
-# --------------------------------------------------------------------------------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def event_time(event: Any) -> datetime:
-    """The best timestamp of a core/v1 Event (last seen, event time, first seen, creation), for sorting."""
-    for attribute in ("last_timestamp", "event_time", "first_timestamp"):
-        value = getattr(event, attribute, None)
-        if value:
-            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    metadata = getattr(event, "metadata", None)
-    created = getattr(metadata, "creation_timestamp", None)
-    if created:
-        return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
-    return _EPOCH
-
-
-def sort_events(events: Iterable[Any]) -> list[Any]:
-    """Events in time order (oldest first)."""
-    return sorted(events, key=event_time)
-
-
-def format_event(event: Any) -> str:
-    """``<time> <type> <reason> <object>: <message>`` on one line."""
-    involved = getattr(event, "involved_object", None)
-    kind = getattr(involved, "kind", "") or ""
-    name = getattr(involved, "name", "") or ""
-    when = event_time(event)
-    stamp = "-" if when == _EPOCH else when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    count = getattr(event, "count", None)
-    repeat = f" (x{count})" if count and count > 1 else ""
-    return (
-        f"{stamp} {getattr(event, 'type', '') or ''} {getattr(event, 'reason', '') or ''} "
-        f"{kind}/{name}{repeat}: {(getattr(event, 'message', '') or '').strip()}"
-    )

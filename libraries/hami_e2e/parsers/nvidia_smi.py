@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 __all__ = [
     "DEFAULT_QUERY_FIELDS",
@@ -34,6 +34,7 @@ __all__ = [
     "driver_version",
     "find_oom_events",
     "hami_core_lines",
+    "hami_core_oom_problem",
     "parse_nvidia_smi",
     "parse_nvidia_smi_report",
     "strip_hami_core_lines",
@@ -42,6 +43,8 @@ __all__ = [
 #: Field order assumed for a CSV query without header when the caller gives none: the query HAMi's docs and this
 #: suite use, ``--query-gpu=index,uuid,name,memory.total,memory.used,memory.free``.
 DEFAULT_QUERY_FIELDS: tuple[str, ...] = ("index", "uuid", "name", "memory.total", "memory.used", "memory.free")
+
+MIB = 1024 * 1024
 
 FORMATS = ("table", "csv", "csv-noheader", "list", "query")
 
@@ -94,7 +97,7 @@ class OomEvent:
 
     @property
     def limit_mib(self) -> float:
-        return self.limit_bytes / (1024 * 1024)
+        return self.limit_bytes / MIB
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,12 @@ def hami_core_lines(text: str, level: str | None = None) -> list[str]:
     found = [m.group(0).rstrip() for m in _HAMI_LINE.finditer(text)]
     if level is None:
         return found
-    return [line for line in found if (_HAMI_LEVEL.match(line) or [None, ""])[1].lower() == level.lower()]
+    return [line for line in found if _level(line) == level.lower()]
+
+
+def _level(line: str) -> str:
+    match = _HAMI_LEVEL.match(line)
+    return match[1].lower() if match else ""
 
 
 def strip_hami_core_lines(text: str) -> list[str]:
@@ -138,6 +146,29 @@ def find_oom_events(text: str) -> list[OomEvent]:
         if match and "HAMI-core" in line:
             events.append(OomEvent(int(match[1]), int(match[2]), int(match[3]), line.strip()))
     return events
+
+
+def hami_core_oom_problem(text: str, limit_mib: int | None = None, device: int | None = None) -> str:
+    """Why ``text`` does not show HAMi-core refusing an allocation, or "" when it does: its ``Device <device> OOM
+    <requested> / <limit>`` line is there (any device when ``device`` is None), asks for more than the limit, and,
+    when ``limit_mib`` is given, names exactly that limit. The one check behind every "refused by HAMi-core"
+    assertion of the library (pods and the GPU host tier)."""
+    events = find_oom_events(text)
+    if not events:
+        return "there is no HAMi-core OOM line ('Device <n> OOM <requested> / <limit>'): HAMi-core did not refuse it"
+    mine = [e for e in events if device is None or e.device == device]
+    if not mine:
+        named = sorted({e.device for e in events})
+        return f"HAMi-core's OOM lines name device(s) {named}, expected device {device}: {events[0].line}"
+    event = mine[0]
+    if limit_mib is not None and event.limit_bytes != limit_mib * MIB:
+        return (
+            f"HAMi-core refused it against a limit of {event.limit_bytes} bytes ({event.limit_mib:g} MiB), expected "
+            f"{limit_mib * MIB} bytes ({limit_mib} MiB): {event.line}"
+        )
+    if event.requested_bytes <= event.limit_bytes:
+        return f"HAMi-core's OOM line asks for {event.requested_bytes} bytes, not more than its limit: {event.line}"
+    return ""
 
 
 # ----------------------------------------------------------------------------------------------- versions (headers)
@@ -243,7 +274,7 @@ def _parse_table(lines: list[str], text: str) -> list[GpuInfo]:
             if line.startswith("|=") and "+" in line:
                 in_gpu_section = True
             continue
-        if not line.startswith(("|", "+")) or line.startswith("| Processes") or line.startswith("|  GPU   GI"):
+        if not line.startswith(("|", "+")) or line.startswith(("| Processes", "|  GPU   GI")):
             break
         row = _TABLE_GPU_ROW.match(line)
         if row:
@@ -337,8 +368,8 @@ def _parse_csv(lines: list[str], text: str, has_header: bool, fields: Sequence[s
                 f"({', '.join(names)}); for a query without header pass fields= in --query-gpu order. "
                 f"Row: {', '.join(row)!r}\n{_excerpt(text)}"
             )
-        raw = {name: (None if cell in _NOT_AVAILABLE else cell) for name, cell in zip(names, row)}
-        values = {name: _strip_unit(cell) for name, cell in zip(names, row)}
+        raw = {name: (None if cell in _NOT_AVAILABLE else cell) for name, cell in zip(names, row, strict=True)}
+        values = {name: _strip_unit(cell) for name, cell in zip(names, row, strict=True)}
         index = values.get("index")
         if index is not None and not index.isdigit():
             raise ValueError(f"nvidia-smi CSV: index {index!r} in row {number + 1} is not a number:\n{_excerpt(text)}")

@@ -1,0 +1,80 @@
+"""Keywords that give each test a namespace of its own."""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+
+from robot.api import logger
+from robot.api.deco import keyword
+
+from ..core.component import LibraryComponent
+
+
+class NamespaceKeywords(LibraryComponent):
+    """The per-test namespace: created, made the default of the pod keywords, deleted with the test."""
+
+    @keyword(tags=("Pod", "Namespace"))
+    def create_test_namespace(self, prefix: str = "hami-e2e", scope: str = "test") -> str:
+        """Creates a namespace ``<prefix>-<suite>-<random>`` for this test and makes it the default namespace.
+
+        | =Argument= | =Description= |
+        | ``prefix`` | Start of the name. |
+        | ``scope``  | When the namespace is deleted: ``test`` (default, at test end, even after a failure), ``suite`` or ``run``. |
+
+        The namespace is labelled ``app.kubernetes.io/managed-by=hami-e2e`` so leftovers are easy to find. With
+        ``keep_on_failure`` (library import argument, ``${KEEP_ON_FAILURE}``) a failed test's namespace is kept.
+        Every pod keyword uses this namespace when no ``namespace`` is given. Returns the name.
+
+        Example:
+        | ${ns} =    `Create Test Namespace`
+        """
+        suite = (self.ctx.suite_name or "suite").split(".")[-1]
+        name = f"{prefix}-{_slug(suite, 63 - len(prefix) - 7)}-{_random_suffix()}"
+        body = {
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/managed-by": "hami-e2e",
+                    # Test pods run as root with plain images; do not let a restrictive default block them.
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                },
+                "annotations": {"hami-e2e/test": (self.ctx.test_name or "")[:200]},
+            }
+        }
+        self.ctx.core.create_namespace(body)
+        self.ctx.track(f"namespace {name}", lambda: self._delete_namespace(name), scope=scope, keepable=True)
+        self.ctx.namespace = name
+        logger.info(f"Created namespace {name}")
+        return name
+
+    def _delete_namespace(self, name: str) -> None:
+        """Deletes the namespace and waits until its pods are gone (default timeout), so the next test's pods never
+        meet GPUs this test's pods still hold (HAMi counts a pod until it is deleted, and a
+        pod HAMi turned away is retried only on cluster events or after minutes)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.ctx.core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            return
+        self.watch_until(
+            self.ctx.core.list_namespaced_pod,
+            lambda items: True if not items else None,
+            self.ctx.default_timeout,
+            f"Deletion of the pods of namespace {name}",
+            lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
+            namespace=name,
+        )
+
+
+def _slug(text: str, limit: int) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].strip("-") or "suite"
+
+
+def _random_suffix(length: int = 5) -> str:
+    return "".join(random.choices(string.ascii_lowercase + string.digits, k=length))

@@ -56,7 +56,9 @@ def connection() -> Connection:
     try:
         tools = json.loads(tools_file.read_text())
     except (OSError, ValueError):
-        raise SandboxError(f"the sandbox in {run} was not started (no {tools_file.name}): run python -m sandbox up")
+        raise SandboxError(
+            f"the sandbox in {run} was not started (no {tools_file.name}): run python -m sandbox up"
+        ) from None
     return Connection(cluster.kubeconfig_path(), Path(tools["helm"]), Path(tools["kubectl"]), twin.read_info(run))
 
 

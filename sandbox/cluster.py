@@ -8,10 +8,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -205,7 +205,7 @@ def _agent(run: Path, topology_file: Path) -> processes.Component:
         "node-agent",
         [sys.executable, "-m", "sandbox.agent", "--run-dir", str(run), "--topology", str(topology_file)],
         [],
-        lambda: (run / "agent-status.json").exists(),
+        (run / "agent-status.json").exists,
         # the caller's PYTHONPATH stays after ours: the GPU twin's pack brings the Python packages that way
         env={"PYTHONPATH": os.pathsep.join(p for p in (str(config.REPO_DIR), os.environ.get("PYTHONPATH")) if p),
              "PYTHONUNBUFFERED": "1"},
@@ -234,7 +234,8 @@ def _load_images(run: Path, bin_dir: Path, kube_version: str) -> None:
 
 
 def _client():
-    from kubernetes import client, config as kube_config
+    from kubernetes import client
+    from kubernetes import config as kube_config
 
     configuration = client.Configuration()
     kube_config.load_kube_config(config_file=str(kubeconfig_path()), client_configuration=configuration)

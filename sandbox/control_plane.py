@@ -13,8 +13,8 @@ import ssl
 from pathlib import Path
 
 from . import config
-from .pki import Pki
 from .agent import kubectl_exec
+from .pki import Pki
 from .processes import Component
 
 POD_CIDR = "127.100.0.0/16"

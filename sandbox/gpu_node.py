@@ -52,7 +52,7 @@ MODPROBE = ("/usr/bin/nvidia-modprobe", "/usr/sbin/nvidia-modprobe", "/usr/local
 HOST_USR = ("/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/sbin", "/usr/share")   # enter.py binds these
 SPLIT_COUNT = 10
 
-__all__ = ["enabled", "write_topology", "describe_host", "load_hami"]
+__all__ = ["describe_host", "enabled", "load_hami", "write_topology"]
 
 
 def enabled() -> bool:
@@ -79,7 +79,7 @@ def query_gpus() -> list[dict[str, str]]:
                             capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise SandboxError(f"nvidia-smi --query-gpu failed: {(result.stderr or result.stdout).strip()[-400:]}")
-    gpus = [dict(zip(fields, (part.strip() for part in line.split(",")))) for line in result.stdout.splitlines()
+    gpus = [dict(zip(fields, (part.strip() for part in line.split(",")), strict=False)) for line in result.stdout.splitlines()
             if line.strip()]
     if not gpus:
         raise SandboxError("nvidia-smi lists no GPU on this machine")

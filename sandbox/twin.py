@@ -153,7 +153,8 @@ def install(run_dir: Path, helm: Path, version: str | None = None) -> str:
 def _wait_for_webhook(run_dir: Path, timeout: float = 60.0) -> None:
     """Ready pods are not enough: until the Service routes to the scheduler the webhook fails open (policy Ignore)
     and a GPU pod bypasses HAMi. Wait until a dry-run GPU pod comes back with HAMi's scheduler name."""
-    from kubernetes import client, config as kube_config
+    from kubernetes import client
+    from kubernetes import config as kube_config
 
     api = client.CoreV1Api(kube_config.new_client_from_config(str(run_dir / "kubeconfig")))
     probe = {"metadata": {"generateName": "webhook-probe-"}, "spec": {"containers": [

@@ -7,7 +7,8 @@ import faulthandler
 import signal
 from pathlib import Path
 
-from kubernetes import client, config as kube_config
+from kubernetes import client
+from kubernetes import config as kube_config
 
 from .. import topology
 from .agent import Agent

@@ -13,8 +13,9 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException

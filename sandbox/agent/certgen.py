@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization

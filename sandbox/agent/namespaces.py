@@ -52,7 +52,7 @@ class PodNetwork:
         self.path = f"/proc/{holder_pid}/ns/net"
 
     @classmethod
-    def create(cls, pid_file: Path) -> "PodNetwork":
+    def create(cls, pid_file: Path) -> PodNetwork:
         """Start the holder in a fresh network namespace and bring its loopback interface up."""
         sleep = shutil.which("sleep") or "/bin/sleep"
         holder = subprocess.Popen(["unshare", "--net", "--", sleep, "infinity"], stdin=subprocess.DEVNULL,
@@ -100,7 +100,7 @@ _host_net_fd: int | None = None
 
 def socket_in(namespace_path: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:
     """Create a socket inside the network namespace at ``namespace_path`` and switch this thread back."""
-    global _host_net_fd
+    global _host_net_fd  # noqa: PLW0603 - the host's network namespace is opened once per process
     with _setns_lock:
         if _host_net_fd is None:
             _host_net_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)

@@ -17,16 +17,27 @@ import shutil
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from . import certgen, gpu_containers, kubectl_exec, probes
-from .containers import (BuiltinProcess, ContainerEnv, ContainerProcess, LaunchSpec, LogFile, Process,
-                         container_env, expand, now, wants_gpu_driver)
+from .containers import (
+    BuiltinProcess,
+    ContainerEnv,
+    ContainerProcess,
+    LaunchSpec,
+    LogFile,
+    Process,
+    container_env,
+    expand,
+    now,
+    wants_gpu_driver,
+)
 from .host_driver import HostDriver
 from .images import GPU_CONTAINER, Catalog, Image
 from .namespaces import PodNetwork
@@ -268,7 +279,7 @@ class PodWorker:
         item.process = None
         item.ready = False
         policy = self.pod.spec.restart_policy or "Always"
-        restart = policy == "Always" and not item.init or policy != "Never" and code != 0
+        restart = (policy == "Always" and not item.init) or (policy != "Never" and code != 0)
         if item.init and code == 0:
             item.state, item.done = {"terminated": terminated}, True
             return

@@ -21,8 +21,8 @@ import ipaddress
 import itertools
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .namespaces import socket_in
 

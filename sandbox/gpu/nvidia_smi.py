@@ -34,8 +34,8 @@ def debian_mirror(apt_dir: Path = SYSTEM_SOURCES) -> str:
     for path in files:
         if not path.is_file() or not path.name.endswith((".list", ".sources")):
             continue
-        for line in path.read_text(errors="replace").splitlines():
-            line = line.split("#", 1)[0]
+        for raw in path.read_text(errors="replace").splitlines():
+            line = raw.split("#", 1)[0]
             for uri in re.findall(r"(?:https?|file)://\S+", line):
                 if uri.rstrip("/").endswith("/debian"):
                     return uri.rstrip("/")

@@ -16,9 +16,9 @@ A GPU process runs the real binaries (nvidia-smi, or our gpu-workload) with:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..errors import SandboxError
 from .hami_core import driver_functions, ensure_hami_core

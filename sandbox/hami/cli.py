@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import SandboxError
 from .build import ensure_build

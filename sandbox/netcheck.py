@@ -40,14 +40,14 @@ def _address(hex_addr: str) -> str:
     host, port = hex_addr.split(":")
     raw = bytes.fromhex(host)
     if len(raw) == 4:
-        ip = ipaddress.IPv4Address(raw[::-1])
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(raw[::-1])
     else:
         ip = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
     return f"{ip}:{int(port, 16)}"
 
 
 def _inodes(pid: int, proc: Path) -> set[str]:
-    inodes = set()
+    inodes: set[str] = set()
     try:
         descriptors = list((proc / str(pid) / "fd").iterdir())
     except OSError:

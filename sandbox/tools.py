@@ -80,5 +80,5 @@ def ensure_tools() -> Tools:
         _extract_from_wheel(wheel_dir)
     system_helm = shutil.which("helm")
     version = helm_version(system_helm) if system_helm else None
-    helm = Path(system_helm) if version and version >= config.MIN_HELM else wheel_dir / "helm"
+    helm = Path(system_helm) if system_helm and version and version >= config.MIN_HELM else wheel_dir / "helm"
     return Tools(helm=helm, kubectl=wheel_dir / "kubectl")

@@ -97,7 +97,7 @@ def load_hami(run_dir: Path, helm: Path, gpu_topology: topology.Topology, source
         install_node_drivers(run_dir, gpu_topology, sim)
         builds = [(ensure_build(source), "current")]
     except SandboxError as error:
-        info = {"available": False, "reason": f"HAMi cannot be built: {error}"}
+        info: dict[str, Any] = {"available": False, "reason": f"HAMi cannot be built: {error}"}
         info_file(run_dir).write_text(json.dumps(info, indent=2))
         say(f"HAMi not loaded: {error}")
         return info

@@ -200,7 +200,8 @@ class Agent:
         self._sync_proxy()
 
     def _sync_proxy(self) -> None:
-        ports, endpoints = [], {}
+        ports: list[ServicePort] = []
+        endpoints: dict[tuple[str, str], list[Endpoint]] = {}
         with self._lock:
             for key, service in self._services.items():
                 ip = service.spec.cluster_ip

@@ -228,7 +228,7 @@ def _signal_namespace(namespace: str | None, sig: int) -> None:
 class BuiltinProcess:
     """A builtin image's work run in a thread, with the same poll/stop interface as a real process."""
 
-    pid = None
+    pid: int | None = None
 
     def __init__(self, work: Callable[[Callable[[str], None]], int], log: LogFile) -> None:
         self._code: int | None = None

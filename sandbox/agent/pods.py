@@ -262,14 +262,14 @@ class PodWorker:
             self._post_start(item, list(hook._exec.command))
 
     def _post_start(self, item: Container, command: list[str]) -> None:
-        if item.process is None or not _wait_entered(item.process):
+        if item.process is None or not _wait_entered(item.process) or item.process.pid is None:
             return
-        result = probes.exec_in_container(item.process.pid, command, item.env, 30)  # type: ignore[union-attr]
+        result = probes.exec_in_container(item.process.pid, command, item.env, 30)
         output = (result.stdout + result.stderr).decode(errors="replace").strip()
         if result.returncode != 0:
             self._event("Warning", "FailedPostStartHook", f"PostStartHook failed (exit {result.returncode}): "
                                                           f"{output[-300:]}")
-            item.process.stop(1)   # type: ignore[union-attr]  # the kubelet kills a container whose hook fails
+            item.process.stop(1)  # the kubelet kills a container whose hook fails
 
     def _exited(self, item: Container, code: int) -> None:
         finished = now()

@@ -23,6 +23,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from .namespaces import socket_in
 
@@ -140,7 +141,7 @@ class ServiceProxy:
                 continue
             lookup = (port.cluster_ip, port.port)
             self._servers[key] = await asyncio.start_server(
-                lambda r, w, lookup=lookup: self._serve(lookup, r, w), sock=sock)
+                partial(self._serve, lookup), sock=sock)
 
     def _pick(self, port: ServicePort) -> Endpoint | None:
         ready = self._endpoints.get((port.service, port.name), [])

@@ -227,7 +227,7 @@ def _git_state(root: Path) -> tuple[str, bool, list[str]] | None:
 
 
 def _walk(root: Path) -> list[str]:
-    files = []
+    files: list[str] = []
     for current, dirs, names in os.walk(root):
         relative = Path(current).relative_to(root)
         dirs[:] = [

@@ -130,15 +130,28 @@ def _proc_gpus() -> list[dict[str, Any]]:
 
 
 def _library_dirs() -> list[str]:
-    """The folders of the driver's ``libcuda.so.1`` and ``libnvidia-ml.so.1`` (from ldconfig)."""
+    """The folders of the driver's ``libcuda.so.1`` and ``libnvidia-ml.so.1`` (ldconfig, else LD_LIBRARY_PATH and
+    the usual driver folders)."""
     listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    usual = [*os.environ.get("LD_LIBRARY_PATH", "").split(":"), "/usr/local/nvidia/lib64", "/usr/lib/x86_64-linux-gnu",
+             "/usr/lib64"]
     folders = []
     for library in ("libcuda.so.1", "libnvidia-ml.so.1"):
         match = re.search(rf"^\s*{re.escape(library)} \(libc6,x86-64[^)]*\) => (\S+)", listing, re.M)
-        if not match:
-            raise SandboxError(f"ldconfig does not know {library}: is the NVIDIA driver installed?")
-        folders.append(os.path.dirname(os.path.realpath(match.group(1))))
+        found = match.group(1) if match else next((os.path.join(d, library) for d in usual
+                                                   if d and os.path.exists(os.path.join(d, library))), None)
+        if found is None:
+            raise SandboxError(f"{library} is neither known to ldconfig nor in {usual}: is the NVIDIA driver installed?")
+        folders.append(os.path.dirname(os.path.realpath(found)))
     return list(dict.fromkeys(folders))
+
+
+def _ensure_uvm() -> None:
+    """Create ``/dev/nvidia-uvm`` when the driver has not yet (as the NVIDIA container runtime does before a start):
+    inside a container ``nvidia-modprobe`` is masked, so CUDA could not create it there."""
+    modprobe = shutil.which("nvidia-modprobe")
+    if not os.path.exists("/dev/nvidia-uvm") and modprobe:
+        subprocess.run([modprobe, "-u", "-c", "0"], capture_output=True, timeout=30)
 
 
 def _python() -> dict[str, Any]:
@@ -176,6 +189,7 @@ def describe_host(run_dir: Path, node: str) -> dict[str, Any]:
     """Write ``<run>/gpu-node.json`` (read by the node agent: ``agent/host_driver.py``) and return it."""
     libraries = _library_dirs()
     python = _python()
+    _ensure_uvm()
     site = [p for p in python["path"] if p.endswith(("site-packages", "dist-packages"))]
     description = {
         "node": node,

@@ -7,7 +7,8 @@ unpacks the pack and sets ``HAMI_E2E_PREBUILT``, ``HAMI_E2E_CACHE``, ``PYTHONPAT
 Steps, each timed in ``summary.json``: the GPUs (nvidia-smi); HAMi-core's ``libvgpu.so`` from the packed source
 archive (``tools/gpu-host/build-hami-core.sh``, against this machine's driver); the CUDA C workload
 (``tools/workloads/gpu_workload.cu`` with nvcc); the suite's variables for this machine; ``python -m sandbox up``
-in GPU-node mode; then three robot passes, each stopped (its results kept) when the budget runs short:
+in GPU-node mode; ``python -m sandbox hami install`` (timed; the suite then verifies that release); then three
+robot passes, each stopped (its results kept) when the budget runs short:
 
 - ``gpu``: suites 01 (install), 40 (enforcement) and 45 (real GPUs) with ``ALLOCATION_PROBE: pytorch``;
 - ``fault``: the same with HAMi-core not preloaded (``<run>/knobs.json`` ``hami_core: false``, what
@@ -103,6 +104,7 @@ def _variables(run: Run, facts: dict, node: str) -> Path:
         "GPU_MEMORY_MIB": int(gpus[0]["memory.total"]), "DEVICE_SPLIT_COUNT": 10,
         "GPU_DRIVER_VERSION": gpus[0]["driver_version"], "CUDA_VERSION": facts["cuda"],
         "ALLOCATION_PROBE": "pytorch", "HAMI_PREVIOUS_CHART_VERSION": "", "HAMI_UNINSTALL_AFTER": "never",
+        "HAMI_INSTALL": False,   # installed once before the passes (timed); suite 01 verifies that release
     }
     path = run.work / "gpu-node-variables.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
@@ -212,7 +214,11 @@ def main() -> int:
         node = json.loads((sandbox_dir / "gpu-node.json").read_text())["node"]
     except (OSError, ValueError, KeyError):
         run.say("no gpu-node.json: the sandbox did not start in GPU-node mode")
-    if up.returncode == 0 and node:
+    install = run.sh([sys.executable, "-m", "sandbox", "hami", "install"], "hami install", 240) \
+        if up.returncode == 0 and node else None
+    if install is not None:
+        run.say(install.stdout[-1500:] + install.stderr[-3000:])
+    if install is not None and install.returncode == 0:
         variables = _variables(run, facts, node)
         for name in args.passes.split(","):
             _set_hami_core(sandbox_dir, name != "fault")

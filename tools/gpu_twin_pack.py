@@ -100,9 +100,10 @@ def _hami_build(into: Path, multicall: Path) -> dict:
     """A copy of the sandbox's HAMi build folder whose programs are hard links of the multi-call binary."""
     build = ensure_build()
     target = into / build.root.name
-    shutil.copytree(build.root, target, symlinks=True,
-                    ignore=lambda folder, names: [n for n in names if n in HAMI_NAMES or n.startswith("libvgpu")])
     bin_dir = target / "image" / "k8s-vgpu" / "bin"
+    programs = {build.root / path.relative_to(target) for path in (bin_dir / name for name in HAMI_NAMES)}
+    shutil.copytree(build.root, target, symlinks=True, ignore=lambda folder, names: [
+        n for n in names if Path(folder) / n in programs or n.startswith("libvgpu")])
     shutil.copy2(multicall, bin_dir / "hami-e2e-multicall")
     for name in HAMI_NAMES:
         (bin_dir / name).hardlink_to(bin_dir / "hami-e2e-multicall")

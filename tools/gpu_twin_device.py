@@ -214,7 +214,7 @@ def main() -> int:
         node = json.loads((sandbox_dir / "gpu-node.json").read_text())["node"]
     except (OSError, ValueError, KeyError):
         run.say("no gpu-node.json: the sandbox did not start in GPU-node mode")
-    install = run.sh([sys.executable, "-m", "sandbox", "hami", "install"], "hami install", 240) \
+    install = run.sh([sys.executable, "-m", "sandbox", "hami", "install"], "hami install", 150) \
         if up.returncode == 0 and node else None
     if install is not None:
         run.say(install.stdout[-1500:] + install.stderr[-3000:])

@@ -9,9 +9,11 @@ The agent bridges namespaces itself (see ``proxy.py``) by creating sockets insid
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -20,6 +22,8 @@ from ..errors import SandboxError
 from ..processes import process_identity
 
 CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IFREQ = "16sh14x"   # struct ifreq: interface name, then ifr_flags
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -60,12 +64,19 @@ class PodNetwork:
         pid_file.write_text(f"{holder.pid}\n{process_identity(holder.pid) or ''}\n")
         network = cls(holder.pid)
         network._wait_for_namespace()
-        result = subprocess.run(["nsenter", f"--net={network.path}", "--", "ip", "link", "set", "lo", "up"],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
+        try:
+            network._loopback_up()
+        except OSError as error:
             network.destroy()
-            raise SandboxError(f"cannot bring up loopback in a pod's network namespace: {result.stderr.strip()}")
+            raise SandboxError(f"cannot bring up loopback in a pod's network namespace: {error}") from None
         return network
+
+    def _loopback_up(self) -> None:
+        """``ip link set lo up`` without iproute2 (a lent GPU machine has none): SIOCSIFFLAGS on a socket made in
+        the namespace, which the ioctl applies to."""
+        with self.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            flags = struct.unpack(IFREQ, fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0)))[1]
+            fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
 
     def _wait_for_namespace(self) -> None:
         """``unshare`` execs ``sleep`` once the namespace exists; until then the holder is still ``unshare``."""

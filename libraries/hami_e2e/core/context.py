@@ -73,11 +73,6 @@ class HamiTarget:
     device_plugin_component: str = "hami-device-plugin"
     local_log_files: list[str] = field(default_factory=list)
 
-    @property
-    def fullname(self) -> str:
-        """The chart's ``<fullname>`` of this release (see `chart_fullname`)."""
-        return chart_fullname(self.release)
-
 
 def chart_fullname(release: str) -> str:
     """The HAMi chart's ``<fullname>``, the prefix of its Deployment, DaemonSet and Service names: the release name

@@ -107,7 +107,7 @@ class NvidiaSmiKeywords(LibraryComponent):
         message: str | None = None,
     ) -> None:
         """Fails unless memory.total of GPU ``gpu`` is ``percentage`` % of a ``card_mib`` MiB card, rounded down as
-        HAMi does (see `Get GPU Memory For Percentage`), as asked with ``nvidia.com/gpumem-percentage``.
+        HAMi does (``card_mib * percentage // 100``), as asked with ``nvidia.com/gpumem-percentage``.
 
         Example:
         | ${card_mib}=    `Get GPU Memory Total`    ${plain_output}
@@ -163,8 +163,8 @@ class NvidiaSmiKeywords(LibraryComponent):
         bytes>`` with a request above the limit and, when ``limit_mib`` is given, that limit.
 
         HAMi-core prints it at every log level when it refuses an allocation over the limit. The same check is part
-        of `GPU Memory Allocation Should Fail With HAMi-Core OOM` (pods) and of the GPU host tier's ``Workload Should
-        Fail With HAMi-Core OOM``.
+        of ``GPU Memory Allocation Should Fail With HAMi-Core OOM`` (pods) and of the GPU host tier's ``Workload
+        Should Fail With HAMi-Core OOM``.
 
         Example:
         | `HAMi-Core OOM Should Be Reported`    ${workload_output}    limit_mib=3000

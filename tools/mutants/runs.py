@@ -43,6 +43,10 @@ PREREQUISITES = ("HAMI-E2E-00?", "HAMI-E2E-01?")   # preflight and install: ever
 STOPPED = "Execution terminated by signal"
 PREVIOUS_RELEASE_ARCHIVE = "HAMi-2.9.0.tar.gz"
 CONFIRM_AT_MOST = 3   # a mutant that fails many tests often fails them by timeouts: confirm a few, not all
+# The sandbox's ports lie in Linux's ephemeral range (32768-60999), so a client socket of any process may hold one
+# for a while ("port ... is already in use"); a start was also seen failing with kwok killed (-9) at once.
+START_ATTEMPTS = 3
+START_RETRY_PAUSE = 30.0
 
 
 @dataclass(frozen=True)
@@ -240,13 +244,17 @@ def run(trees: Trees, settings: Settings, select: list[str], out_dir: Path, titl
     try:
         if build(settings, env, log, result) is None:
             return result
-        rc, _, result.seconds["up"] = _sandbox(settings, env, log, "up", timeout=1200)
-        if rc != 0:   # the mutant is not running yet: a start failure is the machine's, so try once more
-            _sandbox(settings, env, log, "down")
+        result.seconds["up"] = 0.0
+        for attempt in range(START_ATTEMPTS):
+            if attempt:   # HAMi is not running yet, so a start failure is the machine's (see START_ATTEMPTS)
+                _sandbox(settings, env, log, "down")
+                time.sleep(START_RETRY_PAUSE)
             rc, _, seconds = _sandbox(settings, env, log, "up", timeout=1200)
             result.seconds["up"] += seconds
-        if rc != 0:
-            result.error = f"the sandbox did not start (twice): {_tail(log)}"
+            if rc == 0:
+                break
+        else:
+            result.error = f"the sandbox did not start ({START_ATTEMPTS} tries): {_tail(log)}"
             return result
         result.error = check_loaded(settings, result)
         if result.error:

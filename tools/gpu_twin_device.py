@@ -82,7 +82,7 @@ class Run:
 def _facts(run: Run) -> dict:
     fields = "index,uuid,name,memory.total,driver_version,pci.bus_id"
     query = run.sh(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"], "nvidia-smi", 60)
-    gpus = [dict(zip(fields.split(","), (p.strip() for p in line.split(","))))
+    gpus = [dict(zip(fields.split(","), (p.strip() for p in line.split(",")), strict=False))
             for line in query.stdout.splitlines() if line.strip()]
     banner = run.sh(["nvidia-smi"], "nvidia-smi banner", 60).stdout
     match = re.search(r"CUDA Version:\s*([0-9.]+)", banner)

@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sandbox import config, control_plane, tools as sandbox_tools
+from sandbox import config, control_plane
+from sandbox import tools as sandbox_tools
 from sandbox.agent.kubectl_exec import ensure_dispatcher
 from sandbox.errors import SandboxError
 from sandbox.hami.build import ensure_build
@@ -198,6 +199,7 @@ def archive_results(results: Path, release: str | None, root: Path) -> list[Path
         subprocess.run([sys.executable, "-m", "robot.rebot", "--outputdir", str(run_dir), "--output", "output.xml",
                         "--log", "log.html", "--report", "report.html", "--metadata", f"Target:{target}",
                         "--metadata", f"Device:{summary.get('device', '?')}",
+                        "--metadata", f"Suite revision:{summary.get('revision') or 'unknown'}",
                         str(output)], check=False, capture_output=True)
         archive.write_run_record(run_dir, {"release": run_dir.parent.name, "timestamp": run_dir.name,
                                            "started": passed.get("started"), "finished": passed.get("finished"),

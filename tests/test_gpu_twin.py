@@ -66,9 +66,9 @@ def test_prebuilt_refuses_another_version(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv(prebuilt.ENV, str(tmp_path))
     assert prebuilt.kube_bin_dir("v1.36.3") == tmp_path / "kube"
     assert prebuilt.hami_build_dir(None) == tmp_path / "hami" / "b"
-    with pytest.raises(SandboxError, match="not v1.34.4"):
+    with pytest.raises(SandboxError, match=r"not v1\.34\.4"):
         prebuilt.kube_bin_dir("v1.34.4")
-    with pytest.raises(SandboxError, match="not 2.9.0"):
+    with pytest.raises(SandboxError, match=r"not 2\.9\.0"):
         prebuilt.hami_build_dir("2.9.0")
     monkeypatch.delenv(prebuilt.ENV)
     assert prebuilt.kube_bin_dir("v1.36.3") is None

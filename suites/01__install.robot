@@ -51,7 +51,7 @@ Scheduler Hands Out Node Handshakes
     ...    (its health check of the registration).
     [Tags]    HAMI-E2E-015    needs-hami
     FOR    ${node}    IN    @{GPU_NODES}
-        Node Handshake Should Be Requesting    ${node}
+        Wait Until Node Handshake Is Requesting    ${node}    timeout=${NODE_REGISTRATION_TIMEOUT}
     END
 
 First GPU Pod After Install Is Scheduled By HAMi

@@ -82,7 +82,10 @@ class Agent:
             with self._lock:
                 workers = list(self.workers.values())
             for worker in workers:
-                worker.sync_gpu_faults()
+                try:
+                    worker.sync_gpu_faults()
+                except OSError as error:   # the pod's folder went away with the pod: nothing left to sync
+                    self.log(f"pod {worker.key}: GPU faults not synced: {error}")
         self.log("stopping: the pods' processes end with the agent")
         with self._lock:
             workers = list(self.workers.values())

@@ -384,7 +384,7 @@ class PodWorker:
         return self.dir / "gpu" / item.spec.name
 
     def _sync_faults(self, item: Container) -> None:
-        if item.allocation is None or self.node.nvml_dir is None:
+        if item.allocation is None or self.node.nvml_dir is None or not self._gpu_dir(item).is_dir():
             return
         changed = gpu_containers.sync_faults(self.node.nvml_dir / "overrides.yaml",
                                              self._gpu_dir(item) / "overrides.yaml", list(self.node.gpus),
@@ -394,7 +394,7 @@ class PodWorker:
 
     def sync_gpu_faults(self) -> None:
         """Called by the agent every second: a fault injected on the node reaches the containers given that GPU."""
-        if self.gpu:
+        if self.gpu and not self._stop.is_set():
             for item in self.containers:
                 self._sync_faults(item)
 

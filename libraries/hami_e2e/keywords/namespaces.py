@@ -52,10 +52,27 @@ class NamespaceKeywords(LibraryComponent):
     def _delete_namespace(self, name: str) -> None:
         """Deletes the namespace and waits until its pods are gone (default timeout), so the next test's pods never
         meet GPUs this test's pods still hold (HAMi counts a pod until it is deleted, and a
-        pod HAMi turned away is retried only on cluster events or after minutes)."""
+        pod HAMi turned away is retried only on cluster events or after minutes).
+
+        Pods that are still Pending go first: deleting a running GPU pod makes HAMi filter the pending ones again,
+        and HAMi 2.10.0 keeps the share of a pod that is deleted while it binds it (its bind then fails with
+        "not found" and nothing releases the share), which would leak into the next test."""
         from kubernetes.client.exceptions import ApiException
 
         try:
+            pending = self.ctx.core.list_namespaced_pod(namespace=name, field_selector="status.phase=Pending").items
+            for pod in pending:
+                self.ctx.core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
+            if pending:
+                self.watch_until(
+                    self.ctx.core.list_namespaced_pod,
+                    lambda items: True if not items else None,
+                    self.ctx.default_timeout,
+                    f"Deletion of the pending pods of namespace {name}",
+                    lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
+                    namespace=name,
+                    field_selector="status.phase=Pending",
+                )
             self.ctx.core.delete_namespace(name, propagation_policy="Background")
         except ApiException as error:
             if error.status != 404:

@@ -191,18 +191,34 @@ class NodeKeywords(LibraryComponent):
             message=message,
         )
 
-    @keyword(tags=("Node", "HAMi", "Assertion"))
-    def node_handshake_should_be_requesting(self, node: str, message: str | None = None) -> None:
-        """Fails unless ``hami.io/node-handshake`` on ``node`` starts with ``Requesting_`` (written by the scheduler).
+    @keyword(tags=("Node", "HAMi"))
+    def wait_until_node_handshake_is_requesting(
+        self, node: str, timeout: timedelta | None = None, message: str | None = None
+    ) -> str:
+        """Waits up to ``timeout`` until ``hami.io/node-handshake`` on ``node`` starts with ``Requesting_`` (HAMi's
+        scheduler writes it on its register loop, every 15 s); returns the value.
 
         Example:
-        | `Node Handshake Should Be Requesting`    gpu-node-0
+        | `Wait Until Node Handshake Is Requesting`    gpu-node-0    timeout=1 min
         """
-        value = (self.read_node(node).metadata.annotations or {}).get(NODE_HANDSHAKE_ANNOTATION)
-        if not value or not value.startswith("Requesting_"):
-            raise self.fail(
-                f"Node {node} has {NODE_HANDSHAKE_ANNOTATION}={value!r}, expected 'Requesting_<time>'.", message
-            )
+
+        def requesting(items: list[Any]) -> str | None:
+            value = ((items[0].metadata.annotations or {}) if items else {}).get(NODE_HANDSHAKE_ANNOTATION)
+            return value if value and value.startswith("Requesting_") else None
+
+        def describe(items: list[Any]) -> str:
+            value = ((items[0].metadata.annotations or {}) if items else {}).get(NODE_HANDSHAKE_ANNOTATION)
+            return f"Node {node} has {NODE_HANDSHAKE_ANNOTATION}={value!r}, expected 'Requesting_<time>'."
+
+        return self.watch_until(
+            self.ctx.core.list_node,
+            requesting,
+            self.ctx.timeout(timeout),
+            f"HAMi's handshake on node {node}",
+            describe,
+            message,
+            field_selector=f"metadata.name={node}",
+        )
 
     # ============================================================================================ changes
 

@@ -101,13 +101,26 @@ class TargetKeywords(LibraryComponent):
                     f"{BuiltIn().get_variable_value('${HAMI_UNAVAILABLE_REASON}', '')})"
                 )
             source = hami["releases"][0]
+            gpus = (
+                f"real GPUs: {hami['gpu_node'].get('gpus', 'those of this machine')}"
+                if hami.get("gpu_node")
+                else "kwok nodes, simulated GPUs"
+            )
+            kind = "GPU twin (real GPUs)" if hami.get("gpu_node") else "GPU twin"
             return (
-                f"sandbox GPU twin (offline: real kube-apiserver/etcd/scheduler; HAMi's real scheduler, webhook, "
-                f"device plugin and HAMi-core from {source['source']}; kwok nodes, simulated GPUs)"
+                f"sandbox {kind} (offline: real kube-apiserver/etcd/scheduler; HAMi's real scheduler, webhook, "
+                f"device plugin and HAMi-core from {source['source']}; {gpus})"
             )
         return f"cluster (kubeconfig context {self.ctx.kube_context or 'current'})"
 
     def _hami_release(self, expected_version: str) -> str:
+        if self.ctx.sandbox_hami:  # what the sandbox built, and from which source: the run's HAMi under test
+            loaded = self.ctx.sandbox_hami["releases"]
+            return "; ".join(
+                f"{r['role']} {r['version']} from {r['source']}"
+                + (f" (revision {r['revision']}{', dirty' if r.get('dirty') else ''})" if r.get("revision") else "")
+                for r in loaded
+            )
         command = [
             self.ctx.helm_binary,
             *self.ctx.kube_args(),

@@ -21,7 +21,7 @@ class HamiLibrary(DynamicCore):
 
     | =Area= | =Keywords (examples)= |
     | Workloads | `Create Test Namespace`, `Build GPU Pod Spec`, `Create Pod From Spec`, `Wait Until Pod Is Running`, `Wait Until Pod Is Pending With Reason`, `Exec In Pod`, `Delete Pod` |
-    | HAMi state | `Pod Allocation Should Be`, `Pod Should Be Mutated By HAMi Webhook`, `Wait Until Pod Has Event`, `Wait Until Node Registration Matches`, `Wait Until Metric Is Present` |
+    | HAMi state | `Pod Allocation Should Be`, `Pod Should Be Mutated By HAMi Webhook`, `Wait Until Pod Has Event`, `Wait Until Node Registration Matches`, `Get Metric Value` |
     | Helm | `Install HAMi Chart`, `Upgrade HAMi Release`, `Rollback HAMi Release`, `Uninstall HAMi Release`, `Wait Until HAMi Components Are Ready` |
     | nvidia-smi | `GPU Memory Total Should Be`, `GPU UUIDs Should Be` (they take nvidia-smi output text) |
     | Diagnostics | `Collect Diagnostics On Failure`, `Scan HAMi Component Logs For Errors` |
@@ -60,7 +60,8 @@ class HamiLibrary(DynamicCore):
     Waits watch the Kubernetes API (no fixed sleeps), resume when a watch expires, and fail after a timeout with the
     last state seen (phase, conditions, container states, recent events). Timeouts accept Robot Framework time
     strings (``90s``, ``2 min``); the default is the ``default_timeout`` import argument. Things that cannot be
-    watched (exec, metrics endpoints) are polled.
+    watched (exec) are polled. Metrics endpoints are read with RequestsLibrary (``resources/metrics.resource``
+    opens the sessions and polls); the metrics keywords here parse and check what it got.
 
     = Failures =
 

@@ -12,3 +12,5 @@ Resource         ../resources/target.resource
 
 Suite Setup      Prepare Target And Record Metadata
 Test Timeout     ${TEST_TIMEOUT}
+
+Name             HAMi E2E

@@ -11,8 +11,6 @@ import pytest
 
 import kube_fakes
 from hami_e2e.core.errors import HamiE2EFailure
-from hami_e2e.keywords.metrics import MetricsKeywords
-from hami_e2e.parsers.prometheus import parse_prometheus_text
 
 UUID_A = "GPU-0a1e5c00-0000-4000-8000-000000000000"
 UUID_B = "GPU-0a1e5c00-0000-4000-8000-000000000001"
@@ -263,21 +261,33 @@ hami_build_info{{version="v2.10.0"}} 1
 """
 
 
-def test_metric_keywords(state, ctx, monkeypatch):
-    monkeypatch.setattr(state.part(MetricsKeywords), "_fetch_metrics", lambda url: parse_prometheus_text(SCHEDULER_METRICS))
+def test_metric_keywords_read_a_requests_response_or_its_text(state, ctx):
     serve(ctx, hami_pod(f"{UUID_A},NVIDIA,3000,30:;"))
-    state.wait_until_scheduler_metrics_show_gpu_limits_of_node("http://x", "gpu-node-0")
-    state.wait_until_scheduler_metrics_show_pod_allocation("http://x", "small", gpumem=3000, gpucores=30)
-    assert state.wait_until_metric_is_present("http://x", "hami_build_info", version="v2.10.0") == 1
-    state.wait_until_metric_is_absent("http://x", "hami_vgpu_memory_allocated_bytes", pod="gone")
+    response = SimpleNamespace(text=SCHEDULER_METRICS, status_code=200)  # what RequestsLibrary's GET returns
+    state.scheduler_metrics_should_show_gpu_limits_of_node(response, "gpu-node-0")
+    state.scheduler_metrics_should_show_pod_allocation(response, "small", gpumem=3000, gpucores=30)
+    assert state.get_metric_value(SCHEDULER_METRICS, "hami_build_info", version="v2.10.0") == 1
+    assert state.get_metric_label_values(response, "hami_gpu_memory_limit_bytes", "device_uuid") == [UUID_A, UUID_B]
+    assert state.get_metric_label_values(response, "hami_gpu_memory_limit_bytes", "node", node="nowhere") == []
+    state.metric_should_be_absent(response, "hami_vgpu_memory_allocated_bytes", pod="gone")
+
+
+def test_metric_keywords_name_what_they_found(state, ctx):
+    serve(ctx, hami_pod(f"{UUID_A},NVIDIA,3000,30:;"))
     with pytest.raises(HamiE2EFailure, match="hami_vgpu_memory_allocated_bytes sums to 3145728000, expected 4194304000"):
-        state.wait_until_scheduler_metrics_show_pod_allocation("http://x", "small", gpumem=4000,
-                                                           timeout=timedelta(milliseconds=20))
-    with pytest.raises(HamiE2EFailure, match=r"Still present: hami_vgpu_memory_allocated_bytes\{"):
-        state.wait_until_metric_is_absent("http://x", "hami_vgpu_memory_allocated_bytes", pod="small",
-                                      timeout=timedelta(milliseconds=20))
+        state.scheduler_metrics_should_show_pod_allocation(SCHEDULER_METRICS, "small", gpumem=4000)
+    with pytest.raises(HamiE2EFailure, match=r"should be absent; still present: hami_vgpu_memory_allocated_bytes\{"):
+        state.metric_should_be_absent(SCHEDULER_METRICS, "hami_vgpu_memory_allocated_bytes", pod="small")
+    with pytest.raises(HamiE2EFailure, match="^mine$"):
+        state.metric_should_be_absent(SCHEDULER_METRICS, "hami_build_info", message="mine")
     with pytest.raises(HamiE2EFailure, match="No series named hami_vgpu_nothing at all"):
-        state.wait_until_metric_is_present("http://x", "hami_vgpu_nothing", timeout=timedelta(milliseconds=20))
+        state.get_metric_value(SCHEDULER_METRICS, "hami_vgpu_nothing")
+    with pytest.raises(HamiE2EFailure, match=r"2 series match hami_gpu_core_limit_ratio\{node=\"gpu-node-0\"\}"):
+        state.get_metric_value(SCHEDULER_METRICS, "hami_gpu_core_limit_ratio", node="gpu-node-0")
+    with pytest.raises(HamiE2EFailure, match="Not Prometheus text: line 1"):
+        state.get_metric_value("<html>502 Bad Gateway</html>", "hami_build_info")
+    with pytest.raises(HamiE2EFailure, match="Expected the answer of GET On Session"):
+        state.get_metric_value(None, "hami_build_info")
 
 
 def test_percentage_and_count_helpers(state):

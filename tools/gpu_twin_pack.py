@@ -50,7 +50,8 @@ PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_27_x
              "manylinux2014_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64")
 # The sandbox's and the suite's imports (requirements.txt's runtime part) with every dependency, pinned as the
 # project's .venv has them; the device's own Python (PyTorch's) keeps its packages, these come first on its path.
-WHEELS = ("robotframework==7.5", "robotframework-pythonlibcore==4.6.0", "kubernetes==37.0.2", "PyYAML==6.0.3",
+WHEELS = ("robotframework==7.5", "robotframework-pythonlibcore==4.6.0", "robotframework-requests==0.9.7",
+          "robotframework-kubelibrary==0.8.11", "kubernetes==37.0.2", "PyYAML==6.0.3",
           "cryptography==50.0.2", "cffi==2.1.1", "pycparser==3.12", "certifi==2026.10.19.post1",
           "charset-normalizer==3.5.3", "durationpy==0.11", "google-auth==2.63.0", "idna==3.20", "oauthlib==4.0.1",
           "pyasn1==0.6.5", "pyasn1_modules==0.4.2", "python-dateutil==4.0.0", "requests==2.34.2",

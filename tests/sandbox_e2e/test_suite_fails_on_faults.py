@@ -34,7 +34,7 @@ def faulty_env(tmp_path_factory):
 def run_suite(env: dict[str, str], out: Path, *options: str) -> dict[str, tuple[str, str]]:
     """Run robot on the preflight and install suites; map each test's ID tag to (status, message)."""
     subprocess.run([sys.executable, "-m", "robot", "--outputdir", str(out), "--log", "NONE", "--report", "NONE",
-                    "--console", "none", "--suite", "Suites.Preflight", "--suite", "Suites.Install",
+                    "--console", "none", "--suite", "Preflight", "--suite", "Install",
                     "--variable", "POD_START_TIMEOUT:5s", *options, "suites/"], cwd=REPO, env=env, check=False)
     results = {}
     for test in ExecutionResult(str(out / "output.xml")).suite.all_tests:

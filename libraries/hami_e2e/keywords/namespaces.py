@@ -49,6 +49,17 @@ class NamespaceKeywords(LibraryComponent):
         logger.info(f"Created namespace {name}")
         return name
 
+    @keyword(tags=("Pod", "Namespace"))
+    def get_test_namespace(self) -> str:
+        """Returns the namespace of the current test (the one `Create Test Namespace` made), for keywords of other
+        libraries that need it spelled out, such as KubeLibrary's. Fails when the test has none yet.
+
+        Example:
+        | ${ns} =    `Get Test Namespace`
+        | @{pods} =    List Namespaced Pod By Pattern    small    ${ns}
+        """
+        return self.namespace(None)
+
     def _delete_namespace(self, name: str) -> None:
         """Deletes the namespace and waits until its pods are gone (default timeout), so the next test's pods never
         meet GPUs this test's pods still hold (HAMi counts a pod until it is deleted, and a

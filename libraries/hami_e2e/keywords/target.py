@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 from robot.api import logger
@@ -11,12 +13,30 @@ from robot.api.deco import keyword
 from robot.libraries.BuiltIn import BuiltIn
 
 from ..core.component import LibraryComponent
+from ..core.context import Context
 
 REPO = Path(__file__).resolve().parents[3]
+#: The distributions the report's ``Libraries`` metadata names, with their versions.
+REPORTED_DISTRIBUTIONS = (
+    "robotframework",
+    "robotframework-requests",
+    "robotframework-kubelibrary",
+    "requests",
+    "kubernetes",
+    "robotframework-pythonlibcore",
+    "hami-e2e",
+)
+#: KubeLibrary's own switch: set, its import loads no kubeconfig and contacts no cluster (meant for libdoc).
+KUBELIBRARY_OFFLINE = "INIT_FOR_LIBDOC_ONLY"
 
 
 class TargetKeywords(LibraryComponent):
     """Keywords that prepare the target and write its description into the report's metadata."""
+
+    def __init__(self, ctx: Context) -> None:
+        """In a dry run, KubeLibrary is told not to connect (see `_kubelibrary_offline_in_dry_run`)."""
+        super().__init__(ctx)
+        _kubelibrary_offline_in_dry_run()
 
     @keyword(tags=("Target",))
     def prepare_target(self, target: str = "sandbox") -> None:
@@ -65,6 +85,35 @@ class TargetKeywords(LibraryComponent):
             self.ctx.sandbox_hami = info
         logger.info(f"HAMi in the sandbox: {json.dumps(info, indent=1)}")
 
+    @keyword(tags=("Target", "KubeLibrary"))
+    def get_target_kubeconfig(self) -> tuple[str, str | None]:
+        """Returns the kubeconfig file and context (``None``: its current context) of the run's target, for
+        libraries that connect on their own: ``resources/kube.resource`` imports KubeLibrary with them.
+
+        The target is what `Prepare Target` chose: the sandbox's kubeconfig, or the ``kubeconfig`` and
+        ``kube_context`` the library was imported with (``KUBECONFIG`` and ``KUBE_CONTEXT`` of the variable file;
+        empty: ``$KUBECONFIG``, else ``~/.kube/config``). Fails, naming the file, when it does not exist.
+
+        Example:
+        | ${kubeconfig}    ${context} =    `Get Target Kubeconfig`
+        | Import Library    KubeLibrary    kube_config=${kubeconfig}    context=${context}
+        """
+        if os.environ.get(KUBELIBRARY_OFFLINE, "0") == "1":
+            raise self.fail(
+                f"{KUBELIBRARY_OFFLINE}=1 is set in the environment, so KubeLibrary would be imported without a "
+                "cluster and every one of its keywords would fail: unset it for a real run."
+            )
+        path, origin = _kubeconfig_path(self.ctx.kubeconfig)
+        if not path.is_file():
+            raise self.fail(
+                f"The target's kubeconfig {path} ({origin}) does not exist, so KubeLibrary cannot connect. On the "
+                "sandbox the root suite's setup (Prepare Target) starts it and points the library at its "
+                "kubeconfig: run the suite from suites/, not a single file of it; for a cluster set KUBECONFIG "
+                "(and KUBE_CONTEXT) in your variable file."
+            )
+        logger.info(f"Target kubeconfig: {path} ({origin}), context {self.ctx.kube_context or '(current)'}")
+        return str(path), self.ctx.kube_context or None
+
     @keyword(tags=("Target",))
     def record_run_metadata(
         self, target: str, hami_chart_version: str = "", driver_version: str = "", cuda_version: str = ""
@@ -73,7 +122,9 @@ class TargetKeywords(LibraryComponent):
 
         Records: ``Target``, ``Kubernetes`` (server version), ``HAMi`` (the installed release's chart version, or
         why there is none), ``GPU models`` (per node, from node labels), ``Driver`` and ``CUDA`` (when given: they
-        are not visible from the API), and ``Suite revision`` (git commit of this suite, ``+dirty`` when changed).
+        are not visible from the API), ``Suite revision`` (git commit of this suite, ``+dirty`` when changed) and
+        ``Libraries`` (the versions of Robot Framework, RequestsLibrary, KubeLibrary, requests, the Kubernetes
+        client, PythonLibCore and this suite's package).
 
         Example:
         | `Record Run Metadata` | ${TARGET} | ${HAMI_CHART_VERSION} | ${GPU_DRIVER_VERSION} | ${CUDA_VERSION} |
@@ -86,6 +137,7 @@ class TargetKeywords(LibraryComponent):
             "Driver": driver_version or "unknown (not visible without a GPU node's nvidia-smi)",
             "CUDA": cuda_version or "unknown (not visible without a GPU node's nvidia-smi)",
             "Suite revision": _git_revision(),
+            "Libraries": library_versions(),
         }
         builtin = BuiltIn()
         for name, value in metadata.items():
@@ -150,6 +202,35 @@ class TargetKeywords(LibraryComponent):
             if product:
                 models.append(f"{node.metadata.name}: {labels.get('nvidia.com/gpu.count', '?')} x {product}")
         return "; ".join(models) or "none labelled (no nvidia.com/gpu.product node label)"
+
+
+def library_versions() -> str:
+    """``robotframework 7.5, robotframework-requests 0.9.7, …``: what the run's keywords came from."""
+    versions = []
+    for name in REPORTED_DISTRIBUTIONS:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return ", ".join(versions)
+
+
+def _kubeconfig_path(configured: str | None) -> tuple[Path, str]:
+    """The kubeconfig the Kubernetes client would load, and where that choice came from."""
+    if configured:
+        return Path(configured).expanduser(), "the target's kubeconfig"
+    from_env = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if from_env:
+        return Path(from_env[0]).expanduser(), "the first file of $KUBECONFIG"
+    return Path("~/.kube/config").expanduser(), "the default, as neither KUBECONFIG nor $KUBECONFIG names one"
+
+
+def _kubelibrary_offline_in_dry_run() -> None:
+    """``robot --dryrun`` executes ``Import Library`` (so that the keywords it brings can be checked), and
+    KubeLibrary's constructor loads a kubeconfig and asks the API server for its resources. A dry run has no
+    cluster: there KubeLibrary gets its own offline switch, so ``resources/kube.resource`` imports it anyway."""
+    if BuiltIn().dry_run_active:
+        os.environ[KUBELIBRARY_OFFLINE] = "1"
 
 
 def _git_revision() -> str:

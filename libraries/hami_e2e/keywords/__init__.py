@@ -9,6 +9,7 @@ from .allocation_probes import AllocationProbeKeywords
 from .components import ComponentKeywords
 from .diagnostics import DiagnosticsKeywords
 from .exec import ExecKeywords
+from .faults import FaultKeywords
 from .helm import HelmKeywords
 from .metrics import MetricsKeywords
 from .namespaces import NamespaceKeywords
@@ -37,6 +38,7 @@ def components(ctx: Context) -> list[LibraryComponent]:
         MetricsKeywords(ctx),
         HelmKeywords(ctx),
         ComponentKeywords(ctx),
+        FaultKeywords(ctx),
         RunControlKeywords(ctx),
         NvidiaSmiKeywords(ctx),
         TargetKeywords(ctx),

@@ -64,6 +64,19 @@ GPU Pods Are Scheduled After The API Server Restarts Under Load
     Start GPU Pod    after    gpumem=1000    gpucores=10
     GPU Pod Should Be Placed By HAMi    after
 
+A GPU Pod Being Scheduled When HAMi's Extender Crashes Is Placed Once It Is Back
+    [Documentation]    HAMi's scheduler extender process is killed right after a GPU pod is created: the container
+    ...    is restarted (as a kubelet does), kube-scheduler retries the pod, and HAMi places it exactly once (one
+    ...    allocation, bind-phase success); the next GPU pod is placed by HAMi too.
+    [Tags]    HAMI-E2E-653
+    Create GPU Pod    racing    gpumem=1000    gpucores=10
+    Kill HAMi Container Process    hami-scheduler    vgpu-scheduler-extender
+    Wait Until Pod Is Running    racing    timeout=${POD_START_TIMEOUT}
+    GPU Pod Should Be Placed By HAMi    racing
+    Wait Until HAMi Is Ready For GPU Pods
+    Start GPU Pod    next    gpumem=1000    gpucores=10
+    GPU Pod Should Be Placed By HAMi    next
+
 
 *** Keywords ***
 Prepare Fault Suite

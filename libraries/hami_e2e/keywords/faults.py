@@ -69,6 +69,35 @@ class FaultKeywords(LibraryComponent):
         self.ctx.connect(self.ctx.kubeconfig, self.ctx.kube_context)  # fresh connections to the new server
         return seconds
 
+    @keyword(tags=("Fault", "Sandbox", "HAMi"))
+    def kill_hami_container_process(self, component: str, container: str, node: str | None = None) -> int:
+        """Kills (SIGKILL) the process of ``container`` in HAMi's ``component`` pod (``hami-scheduler`` or
+        ``hami-device-plugin``; ``node`` picks the device-plugin pod of that node) as a crash would; the node
+        agent restarts it as a kubelet does. Returns the killed pid.
+
+        Example:
+        | `Kill HAMi Container Process`    hami-scheduler    vgpu-scheduler-extender
+        """
+        import json
+        import os
+        import signal
+
+        _, config, _ = _sandbox()
+        selector = f"app.kubernetes.io/component={component}"
+        pods = self.ctx.core.list_namespaced_pod(self.ctx.hami.namespace, label_selector=selector).items
+        pods = [p for p in pods if node is None or p.spec.node_name == node]
+        if not pods:
+            raise self.fail(f"No {component} pod{' on ' + node if node else ''} in {self.ctx.hami.namespace}.")
+        key = f"{self.ctx.hami.namespace}/{pods[0].metadata.name}"
+        status = json.loads((config.run_dir() / "agent-status.json").read_text())
+        entry = next((p for p in status["pods"] if p["pod"] == key), None)
+        pid = next((c["pid"] for c in (entry or {}).get("containers", []) if c["name"] == container), None)
+        if not pid:
+            raise self.fail(f"The node agent runs no process for container {container} of pod {key}.")
+        os.kill(pid, signal.SIGKILL)
+        logger.info(f"killed pid {pid} of {key}/{container}")
+        return int(pid)
+
     @keyword(tags=("Fault", "Node", "HAMi"))
     def wait_until_gpu_health_is(
         self, node: str, gpu: str, healthy: bool, timeout: timedelta | None = None, message: str | None = None

@@ -9,6 +9,7 @@ from robotlibcore import DynamicCore
 from hami_e2e import __version__
 from hami_e2e.core.context import Context, HamiTarget
 from hami_e2e.core.listener import HamiListener
+from hami_e2e.core.plain_run import PlainRunListener
 from hami_e2e.keywords import DiagnosticsKeywords, components
 
 
@@ -74,6 +75,12 @@ class HamiLibrary(DynamicCore):
     The library is also a listener: when a test fails and its teardown did not call `Collect Diagnostics On
     Failure`, the listener logs events, pod YAML, pod logs, HAMi component logs, node ``hami.io/*`` annotations and
     ``helm status`` into that test's log. Tokens, passwords and keys are masked.
+
+    = A plain robot run =
+
+    Run without ``--outputdir`` (``robot suites/``), robot's outputs go into the archive,
+    ``results/<release>/<UTC timestamp>/``, when it ends, and a failing test tagged ``known-bug:*`` is a SKIP, as
+    with ``tools/run-e2e``. ``HAMI_E2E_ARCHIVE=off`` leaves them where robot wrote them.
     """
 
     ROBOT_LIBRARY_SCOPE = "GLOBAL"
@@ -125,4 +132,5 @@ class HamiLibrary(DynamicCore):
         parts = components(self.ctx)
         diagnostics = next(c for c in parts if isinstance(c, DiagnosticsKeywords))
         super().__init__(parts)
-        self.ROBOT_LIBRARY_LISTENER = HamiListener(self.ctx, diagnostics.collect_diagnostics)
+        # HamiListener first: its diagnostics see a failed test before a known bug's failure becomes a SKIP.
+        self.ROBOT_LIBRARY_LISTENER = [HamiListener(self.ctx, diagnostics.collect_diagnostics), PlainRunListener()]

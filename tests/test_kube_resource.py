@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
+import kube_fakes
 import pytest
 from robot.api import ExecutionResult
 
-import kube_fakes
 from hami_e2e.core.context import Context
 from hami_e2e.core.errors import HamiE2EFailure
 from hami_e2e.keywords.target import KUBELIBRARY_OFFLINE, TargetKeywords
@@ -62,7 +63,7 @@ KubeLibrary Reads The Target
 class _FakeApiServer(BaseHTTPRequestHandler):
     """Answers the reads above as a kube-apiserver would; records every path asked for."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -109,8 +110,21 @@ def _robot(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
     suite.write_text(SUITE.replace("RESOURCE", str(REPO / "resources" / "kube.resource")))
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", KUBELIBRARY_OFFLINE)}
     env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path))
-    command = [sys.executable, "-m", "robot", "--outputdir", str(tmp_path / "out"), "--log", "NONE",
-               "--report", "NONE", "--console", "none", *options, str(suite)]
+    command = [
+        sys.executable,
+        "-m",
+        "robot",
+        "--outputdir",
+        str(tmp_path / "out"),
+        "--log",
+        "NONE",
+        "--report",
+        "NONE",
+        "--console",
+        "none",
+        *options,
+        str(suite),
+    ]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import history_page
 import matrix_page
+import trend_chart
 from archive import RunSummary, summaries
 from pages import document, write_page
 
@@ -25,11 +26,13 @@ def write_index(root: Path) -> Path:
     written atomically."""
     runs = summaries(root)
     history_page.write_history(root, runs)
-    return write_page(root, "index.html", render(runs, matrices=matrix_page.index_section(root)))
+    trend = trend_chart.trend_section(root, runs)
+    return write_page(root, "index.html", render(runs, matrices=matrix_page.index_section(root), trend=trend))
 
 
-def render(runs: list[RunSummary], now: datetime | None = None, matrices: str = "") -> str:
-    """The index page; ``matrices`` is the list of compatibility matrix runs (``matrix_page.index_section``)."""
+def render(runs: list[RunSummary], now: datetime | None = None, matrices: str = "", trend: str = "") -> str:
+    """The index page; ``matrices`` is the list of compatibility matrix runs (``matrix_page.index_section``),
+    ``trend`` the trend picture (``trend_chart.trend_section``)."""
     now = now or datetime.now(timezone.utc)
     groups: dict[str, list[RunSummary]] = {}
     for run in runs:  # already newest first, so releases come out ordered by their newest run
@@ -41,6 +44,8 @@ def render(runs: list[RunSummary], now: datetime | None = None, matrices: str = 
         f'<p><a href="{history_page.PAGE}">Per-test history</a>: every test across the last '
         f"{history_page.MAX_RUNS} runs, with flaky tests marked.</p>",
     ]
+    if trend:
+        body.append(trend)
     if groups:
         body.append("<nav>Releases: " + " · ".join(
             f'<a href="#release-{escape(name)}">{escape(name)}</a>' for name in groups) + "</nav>")
@@ -50,7 +55,7 @@ def render(runs: list[RunSummary], now: datetime | None = None, matrices: str = 
         body.append(matrices)
     for release, release_runs in groups.items():
         body.append(_release_section(release, release_runs))
-    return document("hami-e2e run archive", CSS, body)
+    return document("hami-e2e run archive", CSS + trend_chart.CSS, body)
 
 
 def _release_section(release: str, runs: list[RunSummary]) -> str:

@@ -1,13 +1,15 @@
 *** Settings ***
-Documentation     Preflight: is the target what the variable file says it is? Checks the API server, helm and the
-...               GPU nodes, and records versions in the report. When any preflight test fails, every later suite
-...               of this run is skipped with the preflight's message, so a wrong target gives one clear failure
-...               instead of hundreds.
+Documentation     Preflight: is the target what the variable file says it is? The run's preflight verdict (given
+...               before any test, by the root suite's setup or, when one suite file runs, by its setup) checks the
+...               variables, the kubeconfig, the API server, helm, the chart, the GPU nodes and HAMi's registration,
+...               and removes what earlier runs left behind. When it fails, the first test fails with its one cause
+...               and every later test of the run skips with it, so a wrong input gives one clear failure instead of
+...               hundreds. The tests here then record versions in the report and check that pods run.
 
 Resource          ../resources/hami_install.resource
 
 Suite Setup       Prepare Suite
-Suite Teardown    Record Preflight Result    ${SUITE STATUS}    ${SUITE MESSAGE}
+Suite Teardown    Finish Suite
 Test Setup        Start Test In Own Namespace
 Test Teardown     End Test And Clean Up
 
@@ -15,6 +17,14 @@ Test Tags         smoke    feature:preflight    nvidia
 
 
 *** Test Cases ***
+Target Passes Preflight
+    [Documentation]    The run's preflight verdict passed; the log lists what it checked and which leftovers of
+    ...    earlier runs it removed. When it failed, this test fails with the cause (file or variable named) and
+    ...    every later test of the run skips with the same reason.
+    [Tags]    HAMI-E2E-000
+    [Setup]    NONE
+    Preflight Should Have Passed
+
 Kubernetes API Server Answers
     [Documentation]    The cluster of KUBECONFIG answers; its version goes into the report's metadata.
     [Tags]    HAMI-E2E-001

@@ -181,3 +181,48 @@ class Keywords:
     def part(self, kind: type) -> Any:
         """The component of class ``kind``, to monkeypatch one of its helpers."""
         return next(p for p in self.parts if isinstance(p, kind))
+
+
+class FakeNodes:
+    """``read_node``/``patch_node`` over nodes kept as plain metadata: merge patches apply as the API server
+    applies them (``None`` removes a key) and a patch carrying an outdated resourceVersion gets 409."""
+
+    def __init__(self, **annotations_by_node: dict[str, str]) -> None:
+        self.nodes = {
+            name: {"annotations": dict(annotations), "labels": {}, "version": 1}
+            for name, annotations in annotations_by_node.items()
+        }
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.conflicts = 0  # how many of the next patches fail with 409
+
+    def read_node(self, name: str) -> Any:
+        node = self.nodes[name]
+        return SimpleNamespace(
+            metadata=SimpleNamespace(
+                name=name,
+                annotations=dict(node["annotations"]),
+                labels=dict(node["labels"]),
+                resource_version=str(node["version"]),
+            )
+        )
+
+    def patch_node(self, name: str, body: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        node, metadata = self.nodes[name], body["metadata"]
+        if self.conflicts or metadata.get("resourceVersion", str(node["version"])) != str(node["version"]):
+            self.conflicts = max(0, self.conflicts - 1)
+            node["version"] += 1
+            raise ApiException(status=409, reason="Conflict")
+        self.patches.append((name, body))
+        for field_name in ("annotations", "labels"):
+            for key, value in (metadata.get(field_name) or {}).items():
+                if value is None:
+                    node[field_name].pop(key, None)
+                else:
+                    node[field_name][key] = value
+        node["version"] += 1
+
+    def install(self, ctx: Context) -> FakeNodes:
+        ctx.core.read_node, ctx.core.patch_node = self.read_node, self.patch_node
+        return self

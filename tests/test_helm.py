@@ -10,6 +10,7 @@ import pytest
 
 import kube_fakes
 from hami_e2e.core.errors import HamiE2EFailure, HelmFailure
+from kubernetes.client.exceptions import ApiException
 from hami_e2e.keywords.components import _daemonset_ready, _deployment_ready
 
 DEPLOYED = json.dumps(
@@ -27,7 +28,17 @@ def runner():
 
 @pytest.fixture
 def ctx(runner):
-    return kube_fakes.context(runner=runner, kubeconfig="/tmp/kc", kube_context="lab", helm_binary="/opt/helm")
+    ctx = kube_fakes.context(runner=runner, kubeconfig="/tmp/kc", kube_context="lab", helm_binary="/opt/helm")
+    ctx.run_id = "20261127T000000Z-host-1"
+    ctx.core.created = ["hami-system"]  # HAMi's namespace exists; a test clears this to see it created
+
+    def read_namespace(name):
+        if name not in ctx.core.created:
+            raise ApiException(status=404, reason="Not Found")
+
+    ctx.core.read_namespace = read_namespace
+    ctx.core.create_namespace = lambda body: ctx.core.created.append(body["metadata"]["name"]) or body
+    return ctx
 
 
 @pytest.fixture
@@ -40,6 +51,7 @@ def helm_calls(runner, verb):
 
 
 def test_install_from_a_repo_pins_the_version_and_passes_values(helm, runner, ctx):
+    ctx.core.created.clear()
     helm.install_hami_chart(
         "hami-charts/hami",
         version="2.10.0",
@@ -49,12 +61,29 @@ def test_install_from_a_repo_pins_the_version_and_passes_values(helm, runner, ct
     )
     (install,) = helm_calls(runner, "install")
     assert install == [
-        "/opt/helm", "install", "hami", "hami-charts/hami", "-n", "hami-system", "--create-namespace",
+        "/opt/helm", "install", "hami", "hami-charts/hami", "-n", "hami-system",
+        "--labels", "app.kubernetes.io/managed-by=hami-e2e,hami-e2e/run=20261127T000000Z-host-1",
         "--version", "2.10.0", "-f", "lab.yaml", "--set", "scheduler.leaderElect=false", "--timeout", "2s",
         "--kubeconfig", "/tmp/kc", "--kube-context", "lab",
     ]
+    assert ctx.core.created == ["hami-system"]  # labelled as the run's, and deleted after the release
+    assert [c.description for c in ctx.cleanups] == ["namespace hami-system", "helm release hami in hami-system"]
+    assert ctx.cleanups[1].scope == "suite:Suites.Unit" and ctx.cleanups[1].keepable
+
+
+def test_an_existing_namespace_is_neither_created_nor_deleted(helm, ctx):
+    helm.install_hami_chart("hami-charts/hami", wait_ready=False)
+    assert ctx.core.created == ["hami-system"]
     assert [c.description for c in ctx.cleanups] == ["helm release hami in hami-system"]
-    assert ctx.cleanups[0].scope == "suite:Suites.Unit" and ctx.cleanups[0].keepable
+
+
+def test_a_release_whose_install_failed_or_was_stopped_is_still_uninstalled(helm, runner, ctx):
+    runner.add(["install"], rc=1, stderr="Error: INSTALLATION FAILED: context deadline exceeded")
+    with pytest.raises(HelmFailure):
+        helm.install_hami_chart("hami-charts/hami", wait_ready=False)
+    runner.add(["uninstall"], rc=1, stderr="Error: uninstall: Release not loaded: hami: release: not found")
+    assert ctx.run_cleanups("suite") == []  # "not found": nothing left to remove, which is no error
+    assert [c[1] for c in runner.commands if c[1] == "uninstall"] == ["uninstall"]
 
 
 def test_install_from_an_oci_reference_also_pins_the_version(helm, runner):
@@ -103,7 +132,7 @@ def test_never_uninstall_and_run_scope(helm, ctx):
     assert ctx.cleanups == []
     helm.installed.clear()
     helm.install_hami_chart("hami-charts/hami", release="other", uninstall_after="run", wait_ready=False)
-    assert ctx.cleanups[0].scope == "run"
+    assert [c.scope for c in ctx.cleanups] == ["run"]
 
 
 def test_tracked_uninstall_runs_helm_uninstall(helm, runner, ctx):

@@ -47,7 +47,7 @@ def test_the_unbroken_sandbox_passes_every_check_that_runs_there(faulty_env, tmp
     env, _ = faulty_env
     results = run_suite(env, tmp_path)
     assert {k: s for k, (s, _) in results.items() if s != "SKIP"} == {
-        "HAMI-E2E-001": "PASS", "HAMI-E2E-002": "PASS", "HAMI-E2E-003": "PASS", "HAMI-E2E-004": "PASS",
+        "HAMI-E2E-000": "PASS", "HAMI-E2E-001": "PASS", "HAMI-E2E-002": "PASS", "HAMI-E2E-003": "PASS", "HAMI-E2E-004": "PASS",
         "HAMI-E2E-014": "PASS"}
 
 
@@ -58,31 +58,40 @@ def test_wrong_vgpu_capacity_fails_the_capacity_check(faulty_env, tmp_path):
     assert "20" in message and "10" in message, message
 
 
-def test_a_missing_gpu_node_fails_the_node_check(faulty_env, tmp_path):
+def test_a_missing_gpu_node_fails_the_preflight(faulty_env, tmp_path):
     env, _ = faulty_env
-    status, message = run_suite(env, tmp_path, "--variable", 'GPU_NODES:["gpu-node-0", "gpu-node-9"]')["HAMI-E2E-003"]
+    status, message = run_suite(env, tmp_path, "--variable", 'GPU_NODES:["gpu-node-0", "gpu-node-9"]')["HAMI-E2E-000"]
     assert status == "FAIL"
-    assert "gpu-node-9" in message, message
+    assert "gpu-node-9 is not in the cluster" in message, message
 
 
-def test_a_missing_helm_fails_the_helm_check(faulty_env, tmp_path):
+def test_an_extra_gpu_node_fails_the_node_check(faulty_env, tmp_path):
+    env, _ = faulty_env
+    status, message = run_suite(env, tmp_path, "--variable", 'GPU_NODES:["gpu-node-0"]')["HAMI-E2E-003"]
+    assert status == "FAIL"
+    assert "gpu-node-1" in message, message
+
+
+def test_a_missing_helm_fails_the_preflight(faulty_env, tmp_path):
     env, run = faulty_env
     options = ["--variable", "TARGET:cluster", "--variable", f"KUBECONFIG:{run / 'kubeconfig'}",
                "--variable", "HELM_BINARY:/nonexistent/helm"]
-    status, message = run_suite(env, tmp_path, *options)["HAMI-E2E-002"]
+    status, message = run_suite(env, tmp_path, *options)["HAMI-E2E-000"]
     assert status == "FAIL"
-    assert "/nonexistent/helm" in message, message
+    assert "'/nonexistent/helm' (variable HELM_BINARY) was not found" in message, message
 
 
-def test_an_unreachable_api_server_fails_the_run_at_its_root_with_the_reason(faulty_env, tmp_path):
+def test_an_unreachable_api_server_fails_the_preflight_once_and_skips_the_rest(faulty_env, tmp_path):
     env, run = faulty_env
     kubeconfig = json.loads((run / "kubeconfig").read_text())
     kubeconfig["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
     broken = tmp_path / "kubeconfig"
     broken.write_text(json.dumps(kubeconfig))
     results = run_suite(env, tmp_path, "--variable", "TARGET:cluster", "--variable", f"KUBECONFIG:{broken}")
-    assert {status for status, _ in results.values()} == {"FAIL"}
-    assert all(f"kubeconfig {broken}" in message and "not reachable" in message for _, message in results.values())
+    status, message = results.pop("HAMI-E2E-000")
+    assert status == "FAIL" and "https://127.0.0.1:9" in message and str(broken) in message, message
+    assert "is unreachable: connection refused" in message, message
+    assert {status for status, _ in results.values()} == {"SKIP"}
 
 
 def test_pods_that_never_start_fail_the_plain_pod_check(faulty_env, tmp_path):

@@ -13,7 +13,7 @@ from robot.api import logger
 
 from ..parsers.events import format_event, sort_events
 from .context import Context
-from .errors import HamiE2EFailure, failure
+from .errors import HamiE2EFailure, failure, is_stop_signal
 
 T = TypeVar("T")
 
@@ -177,7 +177,9 @@ class LibraryComponent:
                 last_error = None
             except HamiE2EFailure as error:
                 last_error = error
-            except Exception as error:  # noqa: BLE001 - transient until the deadline
+            except Exception as error:  # transient until the deadline
+                if is_stop_signal(error):  # Ctrl-C / SIGTERM: stop now, not at the deadline
+                    raise
                 logger.debug(f"{what}: retrying after {type(error).__name__}: {error}")
                 last_error = error
             if time.monotonic() >= deadline:

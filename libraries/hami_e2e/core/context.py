@@ -12,6 +12,8 @@ from typing import Any
 from robot.api import logger
 
 from .commands import CommandResult, run_command
+from .errors import is_stop_signal
+from .ownership import RunLock, new_run_id, ownership_labels
 
 #: The Kubernetes clients a `Context` builds on first use (cached properties), dropped by `Context.connect`.
 _CLIENTS = ("api_client", "core", "apps", "admission", "discovery", "version_api")
@@ -110,7 +112,11 @@ class Context:
     suite_stack: list[str] = field(default_factory=list)
     suite_started: dict[str, datetime] = field(default_factory=dict)
     capabilities: dict[str, tuple[bool, str]] = field(default_factory=dict)
-    preflight: tuple[bool, str] | None = None
+    #: The run's preflight verdict (`hami_e2e.core.preflight.Verdict`), once `Run Preflight` gave it.
+    preflight: Any = None
+    #: Names this execution on everything it creates (`ownership`).
+    run_id: str = field(default_factory=new_run_id)
+    run_lock: RunLock | None = None
     #: What the sandbox loaded (its hami.json) when the target is the sandbox.
     sandbox_hami: dict[str, Any] | None = None
 
@@ -184,6 +190,29 @@ class Context:
             args += ["--kube-context", self.kube_context]
         return args
 
+    def claim_run(self) -> None:
+        """Takes the run's lock (once), so later runs leave this run's objects alone while it runs."""
+        if self.run_lock is not None:
+            return
+        self.run_lock = RunLock(self.run_id)
+        try:
+            self.run_lock.acquire()
+        except OSError as error:
+            logger.warn(
+                f"Cannot take the run lock {self.run_lock.path} ({error}): a run started meanwhile could take this "
+                "run's objects for leftovers."
+            )
+
+    def release_run(self) -> None:
+        """Gives up the run's lock: from now on this run's objects count as leftovers."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+
+    def ownership_labels(self) -> dict[str, str]:
+        """``app.kubernetes.io/managed-by=hami-e2e`` and ``hami-e2e/run=<run id>``: every object the run creates
+        carries them, so a later run can tell its leftovers from objects it did not create."""
+        return ownership_labels(self.run_id)
+
     # ---------------------------------------------------------------------------------------------- cleanup
 
     def _resolve_scope(self, scope: str) -> str:
@@ -211,18 +240,42 @@ class Context:
         return [c for c in self.cleanups if c.scope == resolved]
 
     def run_cleanups(self, scope: str) -> list[str]:
-        """Undo everything tracked for ``scope`` (newest first); returns the errors instead of raising them."""
+        """Undo everything tracked for ``scope`` (newest first); returns the errors instead of raising them.
+
+        An item stays tracked until its undo has returned, so a run stopped in the middle of a cleanup (a second
+        Ctrl-C raises SystemExit) still finds it in `run_all_cleanups`. An undo interrupted by Robot Framework's
+        graceful stop (the first Ctrl-C or SIGTERM raises in whatever keyword runs) is tried once more."""
         resolved = self._resolve_scope(scope)
         errors: list[str] = []
-        mine = [c for c in self.cleanups if c.scope == resolved]
-        self.cleanups = [c for c in self.cleanups if c.scope != resolved]
-        for item in reversed(mine):
+        for item in reversed([c for c in self.cleanups if c.scope == resolved]):
+            error = self._undo(item)
+            if error:
+                errors.append(error)
+        return errors
+
+    def run_all_cleanups(self) -> list[str]:
+        """Undo everything still tracked, whatever its scope (newest first): what an aborted run does last."""
+        errors: list[str] = []
+        for item in reversed(list(self.cleanups)):
+            error = self._undo(item)
+            if error:
+                errors.append(error)
+        return errors
+
+    def _undo(self, item: Cleanup) -> str | None:
+        error: str | None = None
+        for attempt in (1, 2):
             try:
                 item.undo()
                 logger.info(f"Cleaned up {item.description}")
-            except Exception as error:  # noqa: BLE001 - every cleanup must get its turn
-                errors.append(f"{item.description}: {error}")
-        return errors
+            except Exception as failure:  # noqa: BLE001 - every cleanup must get its turn
+                if attempt == 1 and is_stop_signal(failure):
+                    logger.info(f"Stop signal while cleaning up {item.description}: finishing the cleanup first")
+                    continue
+                error = f"{item.description}: {failure}"
+            break
+        self.cleanups = [c for c in self.cleanups if c is not item]
+        return error
 
     def drop_keepable_cleanups(self, scope: str) -> list[str]:
         """Forget the keepable cleanups of ``scope`` without running them (keep-on-failure); returns them."""

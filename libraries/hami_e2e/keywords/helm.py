@@ -17,6 +17,7 @@ from ..core.component import LibraryComponent
 from ..core.context import Context
 from ..core.errors import HamiE2EFailure, HelmFailure
 from .components import wait_for_components
+from .namespaces import delete_namespace
 
 UninstallAfter = Literal["test", "suite", "run", "never"]
 
@@ -134,7 +135,8 @@ class HelmKeywords(LibraryComponent):
         | ``wait_ready`` | Then wait as `Wait Until HAMi Components Are Ready` does. |
 
         Fails if the release already exists (uninstall it, or run with ``${HAMI_INSTALL}`` false to test an existing
-        installation). Failures carry helm's stderr and ``helm status``.
+        installation). Failures carry helm's stderr and ``helm status``. The release (and its namespace, when
+        this keyword creates it) carries the run's labels, so a later run removes it if this one is killed.
 
         Example:
         | `Install HAMi Chart`    hami-charts/hami    version=2.10.0    values_files=${HAMI_VALUES_FILES}
@@ -146,23 +148,50 @@ class HelmKeywords(LibraryComponent):
                 f"Helm release {release} already exists in {namespace} (chart {existing.get('chart')}, status "
                 f"{existing.get('status')}). Uninstall it first, or set HAMI_INSTALL to false to test it as it is."
             )
-        args = ["install", release, chart, "-n", namespace, "--create-namespace"]
+        # The release and a namespace made for it carry the run's labels (helm copies a release's labels onto its
+        # storage Secrets), and are tracked before helm starts: a run stopped during the install still removes them.
+        labels = ",".join(f"{key}={value}" for key, value in self.ctx.ownership_labels().items())
+        args = ["install", release, chart, "-n", namespace, "--labels", labels]
         args += self._chart_args(chart, version, values_files, set_values, timeout)
         self.ctx.hami.release, self.ctx.hami.namespace = release, namespace
+        scope = uninstall_after if uninstall_after != "never" else None
+        self._create_release_namespace(namespace, scope)
+        if scope:
+            self.ctx.track(
+                f"helm release {release} in {namespace}",
+                lambda: self._uninstall_if_there(release, namespace),
+                scope=scope,
+                keepable=True,
+            )
         self._helm(args, timeout)
         record = InstalledRelease(release, namespace, chart, version, list(values_files or []), dict(set_values or {}))
         self.installed[(release, namespace)] = record
-        if uninstall_after != "never":
-            self.ctx.track(
-                f"helm release {release} in {namespace}",
-                lambda: self._helm(["uninstall", release, "-n", namespace, "--timeout", "300s"], timedelta(minutes=5)),
-                scope=uninstall_after,
-                keepable=True,
-            )
         if version and _is_local_chart(chart):
             self.hami_release_chart_version_should_be(version, release, namespace)
         if wait_ready:
             wait_for_components(self, timeout, release, namespace)
+
+    def _create_release_namespace(self, namespace: str, scope: str | None) -> None:
+        """Creates the release's namespace, labelled as the run's, unless it exists; with a ``scope`` it is deleted
+        then (after the release: cleanups run newest first)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.ctx.core.read_namespace(namespace)
+            return
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        self.ctx.core.create_namespace({"metadata": {"name": namespace, "labels": self.ctx.ownership_labels()}})
+        if scope:
+            self.ctx.track(
+                f"namespace {namespace}", lambda: delete_namespace(self, namespace, until_gone=True), scope=scope
+            )
+
+    def _uninstall_if_there(self, release: str, namespace: str) -> None:
+        result = self._helm(["uninstall", release, "-n", namespace, "--timeout", "300s"], timedelta(minutes=5), False)
+        if result.rc != 0 and "not found" not in result.stderr:
+            raise self._failure(f"`helm uninstall {release}` failed (rc={result.rc})", result)
 
     def _chart_args(
         self,

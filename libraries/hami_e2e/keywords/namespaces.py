@@ -23,7 +23,8 @@ class NamespaceKeywords(LibraryComponent):
         | ``prefix`` | Start of the name. |
         | ``scope``  | When the namespace is deleted: ``test`` (default, at test end, even after a failure), ``suite`` or ``run``. |
 
-        The namespace is labelled ``app.kubernetes.io/managed-by=hami-e2e`` so leftovers are easy to find. With
+        The namespace is labelled ``app.kubernetes.io/managed-by=hami-e2e`` and ``hami-e2e/run=<run id>``, so a
+        later run's preflight finds it if this run is killed before it deletes it. With
         ``keep_on_failure`` (library import argument, ``${KEEP_ON_FAILURE}``) a failed test's namespace is kept.
         Every pod keyword uses this namespace when no ``namespace`` is given. Returns the name.
 
@@ -36,7 +37,7 @@ class NamespaceKeywords(LibraryComponent):
             "metadata": {
                 "name": name,
                 "labels": {
-                    "app.kubernetes.io/managed-by": "hami-e2e",
+                    **self.ctx.ownership_labels(),  # managed-by hami-e2e, and this run's id (leftovers)
                     # Test pods run as root with plain images; do not let a restrictive default block them.
                     "pod-security.kubernetes.io/enforce": "privileged",
                 },
@@ -44,7 +45,7 @@ class NamespaceKeywords(LibraryComponent):
             }
         }
         self.ctx.core.create_namespace(body)
-        self.ctx.track(f"namespace {name}", lambda: self._delete_namespace(name), scope=scope, keepable=True)
+        self.ctx.track(f"namespace {name}", lambda: delete_namespace(self, name), scope=scope, keepable=True)
         self.ctx.namespace = name
         logger.info(f"Created namespace {name}")
         return name
@@ -60,42 +61,54 @@ class NamespaceKeywords(LibraryComponent):
         """
         return self.namespace(None)
 
-    def _delete_namespace(self, name: str) -> None:
-        """Deletes the namespace and waits until its pods are gone (default timeout), so the next test's pods never
-        meet GPUs this test's pods still hold (HAMi counts a pod until it is deleted, and a
-        pod HAMi turned away is retried only on cluster events or after minutes).
 
-        Pods that are still Pending go first: deleting a running GPU pod makes HAMi filter the pending ones again,
-        and HAMi 2.10.0 keeps the share of a pod that is deleted while it binds it (its bind then fails with
-        "not found" and nothing releases the share), which would leak into the next test."""
-        from kubernetes.client.exceptions import ApiException
+def delete_namespace(component: LibraryComponent, name: str, until_gone: bool = False) -> None:
+    """Deletes the namespace and waits until its pods are gone (default timeout), so the next test's pods never
+    meet GPUs this test's pods still hold (HAMi counts a pod until it is deleted, and a
+    pod HAMi turned away is retried only on cluster events or after minutes). With ``until_gone`` it also waits
+    until the namespace itself is gone, for a name that is used again (HAMi's namespace).
 
-        try:
-            pending = self.ctx.core.list_namespaced_pod(namespace=name, field_selector="status.phase=Pending").items
-            for pod in pending:
-                self.ctx.core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
-            if pending:
-                self.watch_until(
-                    self.ctx.core.list_namespaced_pod,
-                    lambda items: True if not items else None,
-                    self.ctx.default_timeout,
-                    f"Deletion of the pending pods of namespace {name}",
-                    lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
-                    namespace=name,
-                    field_selector="status.phase=Pending",
-                )
-            self.ctx.core.delete_namespace(name, propagation_policy="Background")
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            return
-        self.watch_until(
-            self.ctx.core.list_namespaced_pod,
+    Pods that are still Pending go first: deleting a running GPU pod makes HAMi filter the pending ones again,
+    and HAMi 2.10.0 keeps the share of a pod that is deleted while it binds it (its bind then fails with
+    "not found" and nothing releases the share), which would leak into the next test."""
+    from kubernetes.client.exceptions import ApiException
+
+    core = component.ctx.core
+    try:
+        pending = core.list_namespaced_pod(namespace=name, field_selector="status.phase=Pending").items
+        for pod in pending:
+            core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
+        if pending:
+            component.watch_until(
+                core.list_namespaced_pod,
+                lambda items: True if not items else None,
+                component.ctx.default_timeout,
+                f"Deletion of the pending pods of namespace {name}",
+                lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
+                namespace=name,
+                field_selector="status.phase=Pending",
+            )
+        core.delete_namespace(name, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        return
+    component.watch_until(
+        core.list_namespaced_pod,
+        lambda items: True if not items else None,
+        component.ctx.default_timeout,
+        f"Deletion of the pods of namespace {name}",
+        lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
+        namespace=name,
+    )
+    if until_gone:
+        component.watch_until(
+            core.list_namespace,
             lambda items: True if not items else None,
-            self.ctx.default_timeout,
-            f"Deletion of the pods of namespace {name}",
-            lambda items: "Still there: " + ", ".join(p.metadata.name for p in items) if items else "",
-            namespace=name,
+            component.ctx.default_timeout,
+            f"Deletion of namespace {name}",
+            lambda items: f"Namespace {name} is still {items[0].status.phase}." if items else "",
+            field_selector=f"metadata.name={name}",
         )
 
 

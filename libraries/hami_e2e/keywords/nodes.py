@@ -9,6 +9,7 @@ from robot.api import logger
 from robot.api.deco import keyword
 
 from ..core.component import LibraryComponent
+from ..core.node_changes import change_node, undo_run_change
 from ..parsers.annotations import (
     NODE_HANDSHAKE_ANNOTATION,
     NODE_LOCK_ANNOTATION,
@@ -230,14 +231,19 @@ class NodeKeywords(LibraryComponent):
         """Sets an annotation on ``node`` (e.g. ``hami.io/device-cordon``); the previous value (or its absence) is
         restored when the test ends.
 
+        The change is also recorded on the node (``hami-e2e/changes``, with the run's id), so a later run's
+        preflight restores it if this run is killed first.
+
         Example:
         | `Set Node Annotation`    gpu-node-0    hami.io/device-cordon    ${uuid}
         """
-        before = (self.read_node(node).metadata.annotations or {}).get(key)
-        self._patch_annotations(node, {key: value})
+        self.read_node(node)  # fails naming the node when it does not exist
+        change_node(self.ctx.core, self.ctx.run_id, node, "annotation", key, value)
         description = f"annotation {key} on node {node}"
         if not any(c.description == description for c in self.ctx.pending_cleanups("test")):
-            self.ctx.track(description, lambda: self._patch_annotations(node, {key: before}))
+            self.ctx.track(
+                description, lambda: undo_run_change(self.ctx.core, self.ctx.run_id, node, "annotation", key)
+            )
 
     @keyword("Remove HAMi Node Annotations", tags=("Node", "HAMi"))
     def remove_hami_node_annotations(self, node: str) -> list[str]:

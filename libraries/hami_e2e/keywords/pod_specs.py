@@ -205,7 +205,7 @@ class PodSpecKeywords(LibraryComponent):
             "kind": "Pod",
             "metadata": {
                 "name": pod,
-                "labels": {"app.kubernetes.io/managed-by": "hami-e2e", **(labels or {})},
+                "labels": {**self.ctx.ownership_labels(), **(labels or {})},
                 "annotations": pod_annotations,
             },
             "spec": spec,

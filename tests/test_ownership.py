@@ -51,8 +51,11 @@ def test_the_lock_of_a_killed_run_is_free_and_its_file_is_forgotten(runs_dir):
         holder.kill()  # SIGKILL: nothing of the holder runs, the kernel drops its lock
         holder.wait()
     assert (runs_dir / f"{run}.lock").exists() and not run_is_alive(run)
-    ownership.forget_ended_run(run)
-    assert not (runs_dir / f"{run}.lock").exists()
+    live = RunLock(ownership.new_run_id())
+    live.acquire()
+    assert ownership.forget_ended_runs() == [run]
+    assert not (runs_dir / f"{run}.lock").exists() and live.path.exists()
+    live.release()
 
 
 def test_runs_of_another_machine_or_an_older_suite_version_count_as_ended():

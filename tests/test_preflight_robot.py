@@ -95,7 +95,7 @@ def test_placeholders_of_the_example_file_are_named_with_the_file(tmp_path):
     variables = tmp_path / "cluster.yaml"
     variables.write_text((REPO / "variables" / "cluster.example.yaml").read_text())
     tests, elapsed = robot(tmp_path, "suites/", "--variablefile", str(variables))
-    one_verdict(tests, f"The variable file {variables} still have CHANGE-ME placeholders in", "GPU_NODES",
+    one_verdict(tests, f"The variable file {variables} still has CHANGE-ME placeholders in", "GPU_NODES",
                 "SCHEDULER_METRICS_URL")
     assert elapsed < 10
 

@@ -106,13 +106,17 @@ def run_is_alive(run_id: str | None) -> bool:
         os.close(fd)
 
 
-def forget_ended_run(run_id: str) -> None:
-    """Removes the lock file an ended run left (it was killed before it could remove it)."""
-    if not run_is_alive(run_id):
-        try:
-            (runs_dir() / f"{run_id}.lock").unlink()
-        except OSError:
-            pass
+def forget_ended_runs() -> list[str]:
+    """Removes the lock files that ended runs left (they were killed before they could); returns their run ids."""
+    ended = []
+    for path in sorted(runs_dir().glob("*.lock")):
+        if not run_is_alive(path.stem):
+            try:
+                path.unlink()
+                ended.append(path.stem)
+            except OSError:
+                pass
+    return ended
 
 
 # ------------------------------------------------------------------------------------------ node changes

@@ -76,11 +76,13 @@ def check_placeholders(variables: dict[str, Any], files: list[str]) -> str:
     """Fails when a variable still holds ``CHANGE-ME`` (the example file's mark), naming every such key."""
     keys = sorted(name for name, value in variables.items() if _has_placeholder(value))
     if keys:
-        where = "The variable file " + ", ".join(files) if files else "The variables"
+        if len(files) == 1:
+            where = f"The variable file {files[0]} still has"
+        else:
+            where = f"The variable files {', '.join(files)} still have" if files else "The variables still have"
         raise PreflightFailure(
-            f"{where} still {'has' if len(keys) == 1 else 'have'} {PLACEHOLDER} placeholders in "
-            f"{', '.join(keys)}: set them to your cluster's values (the CHANGE comments of "
-            "variables/cluster.example.yaml say what each one is)."
+            f"{where} {PLACEHOLDER} placeholders in {', '.join(keys)}: set them to your cluster's values (the "
+            "CHANGE comments of variables/cluster.example.yaml say what each one is)."
         )
     return f"no {PLACEHOLDER} placeholder in the variables"
 

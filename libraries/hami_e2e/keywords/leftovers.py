@@ -19,7 +19,7 @@ from ..core.ownership import (
     MANAGED_SELECTOR,
     RUN_LABEL,
     NodeChange,
-    forget_ended_run,
+    forget_ended_runs,
     read_node_changes,
     run_is_alive,
 )
@@ -78,7 +78,7 @@ def remove_leftovers(component: LibraryComponent, current_run: str | None = None
             done.append(f"{leftover.remove()} (left by run {leftover.run or 'of an older suite version'})")
         except Exception as error:  # noqa: BLE001 - report it and go on with the rest
             done.append(f"could not remove {leftover}: {error}")
-        forget_ended_run(leftover.run)
+    forget_ended_runs()
     return done
 
 

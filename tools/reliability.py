@@ -18,7 +18,8 @@ Kubernetes' bookkeeping excepted, see `VOLATILE_NODE_KEYS`).
 It prints, and writes to ``<out>/summary.json``: runs, aborted (by signal), failures by test, flaky tests (passed in
 one run and failed in another with nothing changed; failures caused by the stop itself do not count), and the
 leftovers found after each run. Robot's outputs of each run are in ``<out>/run-NN/``; default out is
-``results/reliability/<UTC timestamp>/``.
+``results/reliability/<UTC timestamp>/``. The runs use a copy of the suite in ``<out>/suite/``: the committed HEAD
+(``--worktree``: the working tree as it is), so edits made meanwhile do not mix into them.
 """
 
 from __future__ import annotations
@@ -135,15 +136,17 @@ def leftovers(core: Any, baseline: dict[str, Any], grace: float = 60.0) -> list[
 # ------------------------------------------------------------------------------------------ one run
 
 
-def run_once(run: Run, out: Path, robot_options: list[str], env: dict[str, str]) -> None:
+def run_once(run: Run, out: Path, suite: Path, robot_options: list[str], env: dict[str, str]) -> None:
+    """One robot run of the suite copy ``suite`` (its library first on the import path), stopped as planned."""
     folder = out / f"run-{run.number:02d}"
     folder.mkdir(parents=True)
     results = folder / "tests.jsonl"
     command = [sys.executable, "-m", "robot", "--outputdir", str(folder), "--console", "dotted",
-               "--pythonpath", str(REPO / "tools"), "--listener", "reliability.ResultLog", *robot_options, "suites/"]
+               "--pythonpath", str(suite / "libraries"), "--pythonpath", str(suite / "tools"),
+               "--listener", "reliability.ResultLog", *robot_options, "suites/"]
     started = time.monotonic()
     with (folder / "console.txt").open("w") as console:
-        robot = subprocess.Popen(command, cwd=REPO, env={**env, RESULTS_ENV: str(results)}, stdout=console,
+        robot = subprocess.Popen(command, cwd=suite, env={**env, RESULTS_ENV: str(results)}, stdout=console,
                                  stderr=subprocess.STDOUT)
         try:
             if run.signal and run.planned_at is not None:
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, of {', '.join(SIGNALS)} (default: INT,INT2,TERM,TERM2)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--worktree", action="store_true",
+                        help="run the working tree's suite (your uncommitted changes) instead of the committed HEAD")
     args, robot_options = parser.parse_known_args(argv)
     robot_options = [o for o in robot_options if o != "--"]
     signals = [s.strip().upper() for s in args.signals.split(",") if s.strip()]
@@ -244,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(seed)
     out = args.out or REPO / "results" / "reliability" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
+    # A copy of the suite, so that edits made in the working tree during the hours of runs do not mix into them.
+    from mutants.trees import snapshot_suite  # not at the top: robot imports this module for its listener
+
+    commit = snapshot_suite(out / "suite", args.worktree)
 
     from sandbox import api as sandbox_api
 
@@ -255,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "HAMI_E2E_ARCHIVE": "off"}
     print(f"[reliability] {args.runs} runs of robot {' '.join(robot_options)} suites/ on the sandbox "
           f"({connection.kubeconfig}); kill probability {args.kill_probability}, signals {','.join(signals)}, "
-          f"seed {seed}; outputs in {out}", flush=True)
+          f"seed {seed}; suite {commit}{' (working tree)' if args.worktree else ''}; outputs in {out}", flush=True)
     runs: list[Run] = []
     for number in range(1, args.runs + 1):
         run = Run(number)
         plan(run, rng, args.kill_probability, signals,
              [r.seconds for r in runs if r.stopped_at is None and r.rc is not None])
-        run_once(run, out, robot_options, env)
+        run_once(run, out, out / "suite", robot_options, env)
         run.leftovers = leftovers(core, baseline)
         runs.append(run)
         counts = {s: sum(1 for v in run.tests.values() if v == s) for s in ("PASS", "FAIL", "SKIP", "STOPPED")}
@@ -272,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
               + f"; leftovers: {'; '.join(run.leftovers) or 'none'}", flush=True)
         (out / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=1))
     summary = summarize(runs)
-    summary |= {"seed": seed, "robot_options": robot_options, "kill_probability": args.kill_probability,
+    summary |= {"seed": seed, "suite": commit, "robot_options": robot_options, "kill_probability": args.kill_probability,
                 "signals": signals}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, robot_options)

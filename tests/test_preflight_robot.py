@@ -131,3 +131,11 @@ def test_a_missing_helm_is_named(tmp_path):
         tests, _ = robot(tmp_path, "suites/", "--variable", f"KUBECONFIG:{kubeconfig}",
                          "--variable", "HELM_BINARY:/nonexistent/helm")
     one_verdict(tests, "'/nonexistent/helm' (variable HELM_BINARY) was not found")
+
+
+def test_a_number_that_is_no_number_is_named(tmp_path):
+    with FakeApiServer(nodes=[node_json("gpu-node-0"), node_json("gpu-node-1")]) as api:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        tests, _ = robot(tmp_path, "suites/", "--variable", f"KUBECONFIG:{kubeconfig}",
+                         "--variable", "GPUS_PER_NODE:two")
+    one_verdict(tests, "GPUS_PER_NODE is 'two', not a whole number.")

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown signals {unknown}; use {', '.join(SIGNALS)}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
-    out = args.out or REPO / "results" / "reliability" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = (args.out or REPO / "results" / "reliability" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # A copy of the suite, so that edits made in the working tree during the hours of runs do not mix into them.
     from mutants.trees import snapshot_suite  # not at the top: robot imports this module for its listener

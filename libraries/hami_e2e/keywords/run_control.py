@@ -17,7 +17,7 @@ from robot.libraries.BuiltIn import BuiltIn
 from ..core import preflight
 from ..core.component import LibraryComponent
 from ..core.describe import api_error_text
-from ..core.errors import HamiE2EFailure
+from ..core.errors import HamiE2EFailure, is_stop_signal
 from ..core.preflight import PreflightFailure, Verdict
 from .leftovers import remove_leftovers
 
@@ -139,6 +139,13 @@ class RunControlKeywords(LibraryComponent):
             self._check(target, target_failure, verdict)
         except PreflightFailure as failure:
             verdict.passed, verdict.cause = False, str(failure)
+        except Exception as error:  # whatever broke, it is the run's one verdict, not a crash
+            if is_stop_signal(error):
+                raise
+            verdict.passed = False
+            verdict.cause = (
+                f"The preflight stopped at an unexpected error: {type(error).__name__}: {api_error_text(error)}"
+            )
         verdict.seconds = time.monotonic() - started
         self.ctx.preflight = verdict
         self._report(verdict)
@@ -173,9 +180,9 @@ class RunControlKeywords(LibraryComponent):
         inventory = preflight.Inventory(
             nodes=_as_list(variables.get("GPU_NODES")),
             label=str(variables.get("GPU_NODE_LABEL", "gpu=on")),
-            gpus_per_node=int(variables.get("GPUS_PER_NODE", 0)),
+            gpus_per_node=_whole_number(variables, "GPUS_PER_NODE"),
             model=str(variables.get("GPU_MODEL", "")),
-            memory_mib=int(variables.get("GPU_MEMORY_MIB", 0)),
+            memory_mib=_whole_number(variables, "GPU_MEMORY_MIB"),
             register_annotation=str(vendor_names.get("register_annotation", self.ctx.vendor.register_annotation)),
         )
         nodes = preflight.check_gpu_nodes(self.ctx.core, inventory)
@@ -300,6 +307,13 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(item) for item in value or []]
+
+
+def _whole_number(variables: dict[str, Any], name: str) -> int:
+    try:
+        return int(str(variables.get(name, 0)).strip())
+    except ValueError:
+        raise PreflightFailure(f"{name} is {variables.get(name)!r}, not a whole number.") from None
 
 
 def _true(value: Any) -> bool:

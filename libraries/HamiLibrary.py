@@ -26,7 +26,7 @@ class HamiLibrary(DynamicCore):
     | Helm | `Install HAMi Chart`, `Upgrade HAMi Release`, `Rollback HAMi Release`, `Uninstall HAMi Release`, `Wait Until HAMi Components Are Ready` |
     | nvidia-smi | `GPU Memory Total Should Be`, `GPU UUIDs Should Be` (they take nvidia-smi output text) |
     | Diagnostics | `Collect Diagnostics On Failure`, `Scan HAMi Component Logs For Errors` |
-    | Run control | `Cluster Should Be Reachable`, `Set Target Capability`, `Skip Test If Target Lacks Capabilities` |
+    | Run control | `Run Preflight`, `Stop Test If Preflight Failed`, `Cluster Should Be Reachable`, `Set Target Capability`, `Skip Test If Target Lacks Capabilities` |
 
     Keyword tags (``Helm``, ``Pod``, ``Wait``, ``Assertion``, ``HAMi``, ``Node``, ``Metrics``, ``Diagnostics`` …)
     filter this page. ``resources/gpu_pods.resource`` builds the everyday pod keywords on these (``Create GPU Pod``,
@@ -55,6 +55,11 @@ class HamiLibrary(DynamicCore):
     create or change (namespaces, node labels and annotations, Helm releases) is recorded with a scope and undone
     at the end of the test, the suite or the run, even after failures. With ``keep_on_failure`` a failed test's
     namespace stays for debugging; node changes are always restored.
+
+    What a run creates carries its run id (labels ``app.kubernetes.io/managed-by=hami-e2e`` and
+    ``hami-e2e/run``; node changes are recorded in the node's ``hami-e2e/changes``). A run stopped with Ctrl-C or
+    SIGTERM cleans up as at its end (twice: in an exit hook); what a killed run leaves, the next run's
+    `Run Preflight` removes, never touching objects without those labels.
 
     = Waiting =
 

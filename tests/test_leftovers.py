@@ -78,3 +78,21 @@ def test_removing_them_says_what_was_done_and_leaves_foreign_metadata_alone(clus
     ]
     assert runner.commands[0][:5] == ["helm", "uninstall", "hami", "-n", "hami-system"]
     assert nodes.nodes["gpu-node-0"]["annotations"] == {"team/owner": "them"}
+
+
+def test_a_namespace_that_is_being_deleted_already_is_waited_for(monkeypatch):
+    from kubernetes.client.exceptions import ApiException
+
+    from hami_e2e.keywords.namespaces import delete_namespace
+
+    monkeypatch.setattr("kubernetes.watch.Watch", kube_fakes.FakeWatchFactory([]))
+    ctx = kube_fakes.context()
+    ctx.core.list_namespaced_pod = kube_fakes.FakeList([[]])
+    ctx.core.list_namespace = kube_fakes.FakeList([[]])
+
+    def terminating(name, propagation_policy):
+        raise ApiException(status=409, reason="Conflict")  # "The system is ensuring all content is removed …"
+
+    ctx.core.delete_namespace = terminating
+    delete_namespace(kube_fakes.Keywords(ctx), "hami-e2e-x", until_gone=True)
+    assert ctx.core.list_namespace.calls[0]["field_selector"] == "metadata.name=hami-e2e-x"

@@ -90,9 +90,10 @@ def delete_namespace(component: LibraryComponent, name: str, until_gone: bool = 
             )
         core.delete_namespace(name, propagation_policy="Background")
     except ApiException as error:
-        if error.status != 404:
+        if error.status == 404:
+            return
+        if error.status != 409:  # 409: it is being deleted already (a run killed while deleting it); wait for it
             raise
-        return
     component.watch_until(
         core.list_namespaced_pod,
         lambda items: True if not items else None,

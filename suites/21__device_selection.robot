@@ -3,6 +3,7 @@ Documentation     Device selection: pods choose or avoid GPUs by type (nvidia.co
 ...               by UUID (use-gpuuuid, nouse-gpuuuid), and a cordoned GPU (hami.io/device-cordon) takes no new pod.
 
 Resource          ../resources/scheduling.resource
+Resource          ../resources/hami_install.resource
 
 Suite Setup       Prepare Suite
 Suite Teardown    Finish Suite
@@ -55,12 +56,27 @@ Pod Pinned To An Unknown UUID Stays Pending
     Pod Should Stay Pending Because Of    lost    CardUuidMismatch
 
 Cordoned GPU Takes No New Pod
-    [Documentation]    A GPU listed in the node annotation hami.io/device-cordon is skipped: a pod pinned to it stays
-    ...    Pending with CardCordoned. HAMi reads the annotation from its node cache, refreshed by its register loop
-    ...    every 15 s (pkg/scheduler/scheduler.go RegisterFromNodeAnnotations), so pods created in the first
-    ...    seconds may still be bound there; the cordon must hold within NODE_REFRESH_TIMEOUT. The annotation is
-    ...    removed again after the test.
-    [Tags]    HAMI-E2E-216    regression
+    [Documentation]    A GPU listed in the node annotation hami.io/device-cordon takes no new pod: one pinned to it
+    ...    stays Pending with CardCordoned. Known bug (HAMi 2.10.0): HAMi's code says the cordon "takes effect
+    ...    immediately" (pkg/device/nvidia/device.go, DeviceCordonAnnotation), but the scheduler reads it from its
+    ...    node cache, which it refreshes only when its register loop sees the node's allocatable count or the
+    ...    registration annotation change (pkg/scheduler/scheduler.go register; pkg/device/nvidia/device.go
+    ...    CheckHealth): a cordon, and its removal, take effect seconds to minutes later. Seen on the twin: a pod
+    ...    created right after cordoning was bound to the cordoned GPU; in a matrix run the cordon still refused pods
+    ...    3 minutes after it was removed. The teardown restarts HAMi's scheduler so that later tests meet a fresh
+    ...    node cache.
+    [Tags]    HAMI-E2E-216    regression    disruptive    known-bug:hami-device-cordon-stale-cache
     ${uuid} =    First GPU Of Node    ${GPU_NODES}[0]
     Set Node Annotation    ${GPU_NODES}[0]    hami.io/device-cordon    ${uuid}
-    Wait Until HAMi Refuses Pods On GPU    ${uuid}    CardCordoned
+    Create GPU Pod    cordoned    gpumem=1000    use_gpu_uuid=${uuid}
+    Pod Should Stay Pending Because Of    cordoned    CardCordoned
+    [Teardown]    Lift The Cordon And Refresh HAMi's Node Cache
+
+
+*** Keywords ***
+Lift The Cordon And Refresh HAMi's Node Cache
+    [Documentation]    Test Teardown of the cordon test: the usual cleanup (the annotation goes), then HAMi's
+    ...    scheduler is replaced, since its node cache may keep the cordon for minutes.
+    End Test And Clean Up
+    Restart HAMi Scheduler    timeout=${COMPONENT_READY_TIMEOUT}
+    Wait Until HAMi Is Ready For GPU Pods

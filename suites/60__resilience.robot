@@ -85,3 +85,14 @@ Upgrade From The Previous Release Keeps Its Workloads
     Wait Until Every GPU Node Is Registered
     Start GPU Pod    fresh    gpumem=1000    gpucores=10
     GPU Pod Should Be Placed By HAMi    fresh
+    [Teardown]    Put The Pinned Release Back And Clean Up
+
+
+*** Keywords ***
+Put The Pinned Release Back And Clean Up
+    [Documentation]    Test Teardown of the upgrade test: when it failed half way, HAMi may still run the previous
+    ...    release; move it to HAMI_CHART_VERSION again so later suites test the release under test.
+    IF    $TEST_STATUS == 'FAIL'
+        Run Keyword And Warn On Failure    Move HAMi To Chart Version    ${HAMI_CHART_VERSION}
+    END
+    End Test And Clean Up

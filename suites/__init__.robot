@@ -1,9 +1,9 @@
 *** Settings ***
 Documentation    hami-e2e: end-to-end tests of HAMi (GPU sharing on Kubernetes).
 ...
-...              Without options the run targets the offline sandbox (variables/sandbox.yaml), where every test
-...              that needs HAMi or a real GPU is skipped with the reason. For a real cluster:
-...              robot --variablefile variables/cluster.yaml suites/
+...              Without options the run targets the offline sandbox (variables/sandbox.yaml): a GPU twin that runs
+...              HAMi's real components, where only the tests that need real GPUs are skipped, with the reason. For a
+...              real cluster: robot --variablefile variables/cluster.yaml suites/
 ...
 ...              Tags: smoke, regression, disruptive, slow, needs-hami, needs-real-gpu, multi-gpu, multi-node,
 ...              nvidia, feature:<area>, and a stable ID per test (HAMI-E2E-nnn).

@@ -15,6 +15,7 @@ from robot.api import ExecutionResult
 REPO = Path(__file__).resolve().parents[1]
 SUITE = f"""*** Settings ***
 Library           {REPO / "libraries" / "HamiLibrary.py"}
+Library           {REPO / "libraries" / "HamiLibrary.py"}    default_timeout=5s    AS    SecondInstance
 
 *** Test Cases ***
 Passes
@@ -63,6 +64,8 @@ def test_a_plain_run_is_archived_with_the_wrappers_files(plain):
     folder, done = plain
     runs = list((folder / "results" / "9.9.9").iterdir())
     assert len(runs) == 1, done.stdout + done.stderr
+    assert done.stdout.count("[ archive ] Archiving this run") == 1  # one archiver, though the library was made twice
+    assert "failed" not in done.stdout.split("Archiving this run")[1] + done.stderr
     run = runs[0]
     for name in ("output.xml", "log.html", "report.html", "xunit.xml", "run.json", "libdoc.html", "testdoc.html"):
         assert (run / name).is_file(), f"{name} missing; robot said:\n{done.stdout}{done.stderr}"

@@ -44,9 +44,10 @@ class PlainRunListener:
 
     def __init__(self) -> None:
         self.active = is_plain_run()
-        if self.active:
+        if self.active and RunArchiver.current is None:  # one archiver per run, however often the library is made
             release = str(BuiltIn().get_variable_value("${HAMI_CHART_VERSION}", "") or "")
-            LOGGER.register_logger(RunArchiver(release))
+            RunArchiver.current = RunArchiver(release)
+            LOGGER.register_logger(RunArchiver.current)
 
     def end_test(self, data: Any, result: Any) -> None:
         if self.active and result.failed and result.tags.match(KNOWN_BUG_TAGS):
@@ -73,6 +74,9 @@ class RunArchiver(LoggerApi):
     """Registered with robot's logger: learns where robot wrote its outputs and archives them when robot closes
     (after log.html and report.html exist)."""
 
+    #: The archiver of the run in progress (robot closes its logger, and forgets it, when the run ends).
+    current: RunArchiver | None = None
+
     def __init__(self, release: str) -> None:
         self.release = release
         self.files: dict[str, Path] = {}
@@ -92,6 +96,7 @@ class RunArchiver(LoggerApi):
         self.files["xunit"] = Path(path)
 
     def close(self) -> None:
+        RunArchiver.current = None
         if "output" not in self.files:
             return
         if not ARCHIVE_TOOL.is_file():

@@ -67,7 +67,8 @@ def test_a_plain_run_is_archived_with_the_wrappers_files(plain):
     assert done.stdout.count("[ archive ] Archiving this run") == 1  # one archiver, though the library was made twice
     assert "failed" not in done.stdout.split("Archiving this run")[1] + done.stderr
     run = runs[0]
-    for name in ("output.xml", "log.html", "report.html", "xunit.xml", "run.json", "libdoc.html", "testdoc.html"):
+    names = ("output.xml", "log.html", "report.html", "xunit.xml", "run.json", "libdoc.html", "testdoc.html")
+    for name in (*names, "RequestsLibrary.html", "KubeLibrary.html"):
         assert (run / name).is_file(), f"{name} missing; robot said:\n{done.stdout}{done.stderr}"
     assert not any((folder / name).exists() for name in ("output.xml", "log.html", "report.html"))
     record = json.loads((run / "run.json").read_text())

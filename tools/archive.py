@@ -4,6 +4,7 @@ Layout of one run folder::
 
     output.xml  log.html  report.html  xunit.xml       robot's outputs (merged after a rerun)
     libdoc.html  HostLibrary.html  testdoc.html       keyword and test docs of that run
+    RequestsLibrary.html  KubeLibrary.html            the keywords of the libraries testers use beside ours
     run.json                                          how the run was started (for --rerun-failed)
     summary.json                                      counts and per-test statuses cached from output.xml
                                                       (rebuilt when output.xml changes)
@@ -33,6 +34,8 @@ LINKS = (
     ("xunit", "xunit.xml"),
     ("libdoc", "libdoc.html"),
     ("HostLibrary", "HostLibrary.html"),
+    ("Requests", "RequestsLibrary.html"),
+    ("Kube", "KubeLibrary.html"),
     ("testdoc", "testdoc.html"),
 )
 

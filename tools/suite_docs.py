@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ from robot_args import REPO_ROOT
 LIBRARIES_DIR = REPO_ROOT / "libraries"
 # (library file, file name in the run folder); the first one is the suite's main keyword library.
 LIBRARIES = (("HamiLibrary.py", "libdoc.html"), ("HostLibrary.py", "HostLibrary.html"))
+# The libraries testers use beside ours (resources/metrics.resource, resources/kube.resource), by import name;
+# KubeLibrary's own switch keeps it from loading a kubeconfig for its docs.
+TESTER_LIBRARIES = (("RequestsLibrary", "RequestsLibrary.html"), ("KubeLibrary", "KubeLibrary.html"))
 # robot options that testdoc understands with the same meaning, so the catalogue shows what this run selected.
 TESTDOC_MULTI = ("include", "exclude", "test", "suite", "metadata", "settag")
 TESTDOC_SINGLE = ("name", "doc")
@@ -29,6 +33,9 @@ def write_libdocs(run_dir: Path, libraries_dir: Path = LIBRARIES_DIR) -> list[st
         command = [sys.executable, "-m", "robot.libdoc", "--pythonpath", str(libraries_dir),
                    str(library), str(run_dir / output_name)]
         notes.append(_run(command, f"libdoc {file_name}"))
+    for name, output_name in TESTER_LIBRARIES:
+        command = [sys.executable, "-m", "robot.libdoc", name, str(run_dir / output_name)]
+        notes.append(_run(command, f"libdoc {name}", dict(os.environ, INIT_FOR_LIBDOC_ONLY="1")))
     return notes
 
 
@@ -45,10 +52,10 @@ def write_testdoc(run_dir: Path, paths: list[str], robot_options: dict, title: s
     return _run(command, "testdoc")
 
 
-def _run(command: list[str], what: str) -> str:
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> str:
     """Docs never change a run's exit code: a failure is reported and the run goes on."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"{what} FAILED: {error}"
     if done.returncode != 0:

@@ -38,7 +38,8 @@ A GPU That Fails Takes No New Pods
 A Healed GPU Takes Pods Again Once The Device Plugin Restarts
     [Documentation]    After the GPU heals, HAMi's device plugin keeps it out of service (its health checker has no
     ...    way back); once the device-plugin pod on that node is replaced, the GPU is registered healthy, the node
-    ...    advertises all its slots and a pod pinned to the GPU runs.
+    ...    advertises all its slots and, once HAMi's scheduler refreshed its node cache (its 15 s register loop), a
+    ...    pod pinned to the GPU runs.
     [Tags]    HAMI-E2E-651    slow
     ${uuid} =    First GPU Of Node    ${GPU_NODES}[0]
     Make GPU Fail    ${GPU_NODES}[0]    ${uuid}    mode=ecc_uncorrectable    xid=48
@@ -46,8 +47,8 @@ A Healed GPU Takes Pods Again Once The Device Plugin Restarts
     Heal GPU    ${GPU_NODES}[0]    ${uuid}
     Restart HAMi Device Plugin    ${GPU_NODES}[0]    timeout=${COMPONENT_READY_TIMEOUT}
     GPU Should Be Back In Service    ${GPU_NODES}[0]    ${uuid}
-    Start GPU Pod    healed    gpumem=1000    gpucores=10    use_gpu_uuid=${uuid}
-    GPU Pod Should Be Placed By HAMi    healed
+    ${pod} =    Wait Until HAMi Places Pods On GPU    ${uuid}
+    GPU Pod Should Be Placed By HAMi    ${pod}
 
 GPU Pods Are Scheduled After The API Server Restarts Under Load
     [Documentation]    The API server is restarted while GPU pods are being created: the running pod keeps its

@@ -62,6 +62,7 @@ def test_the_baseline_runs_the_union_of_the_selections() -> None:
     chosen = [by_name()["webhook-admits-privileged"], by_name()["gpu-binpack-spreads"]]
     assert selection(None, chosen, full=False) == ["feature:admission", "feature:scheduling-policy"]
     assert selection(chosen[1], chosen, full=True) == ["HAMI-E2E-*"]
+    assert selection(None, chosen, full=False, claimed=True) == ["HAMI-E2E-300", "HAMI-E2E-222"]
 
 
 def test_every_run_installs_hami_first(tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="apply and build the selected mutants; run no tests")
     parser.add_argument("--full", action="store_true",
                         help="run every HAMI-E2E test against each mutant instead of its tag subset (slow)")
+    parser.add_argument("--claimed", action="store_true",
+                        help="run only each mutant's claimed tests instead of its tag subset (quick)")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="reuse the baseline of an earlier harness run (its folder) instead of running it")
     parser.add_argument("--max-minutes", type=float, default=10.0,
@@ -70,12 +72,13 @@ def select_mutants(args: argparse.Namespace) -> list[Mutant]:
     return chosen
 
 
-def selection(mutant: Mutant | None, chosen: list[Mutant], full: bool) -> list[str]:
+def selection(mutant: Mutant | None, chosen: list[Mutant], full: bool, claimed: bool = False) -> list[str]:
     """The robot --include patterns of a run (the baseline's: the union of the mutants')."""
     if full:
         return ["HAMI-E2E-*"]
-    patterns = mutant.select if mutant else [p for m in chosen for p in m.select]
-    return list(dict.fromkeys(patterns))
+    def patterns(m: Mutant) -> tuple[str, ...]:
+        return m.claims if claimed and m.claims else m.select
+    return list(dict.fromkeys(patterns(mutant) if mutant else [p for m in chosen for p in patterns(m)]))
 
 
 def say(message: str) -> None:
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(chosen, base, settings, folder)
     started = time.monotonic()
     meta = {"started": stamp, "sources": base.describe(), "suite": suite, "sandbox_dir": str(args.sandbox_dir),
-            "port_offset": args.port_offset, "full": args.full}
+            "port_offset": args.port_offset, "full": args.full, "claimed": args.claimed}
     if args.baseline:
         baseline, baseline_suite = baseline_from(args.baseline)
         say(f"baseline from {args.baseline}: {describe(baseline)}")
@@ -171,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         say("baseline (unmutated source) ...")
         baseline_settings = runs.Settings(args.sandbox_dir, args.port_offset, args.max_minutes * 180, folder / "suite")
-        baseline = runs.run(trees.for_run(base, None), baseline_settings, selection(None, chosen, args.full),
-                            folder / "baseline", "Mutation baseline")
+        baseline = runs.run(trees.for_run(base, None), baseline_settings,
+                            selection(None, chosen, args.full, args.claimed), folder / "baseline", "Mutation baseline")
         say(f"baseline: {describe(baseline)} in {baseline.seconds.get('total', 0):.0f} s")
         if baseline.error:
             return 1
     verdicts: list[report.Verdict] = []
     for number, mutant in enumerate(chosen, 1):
         say(f"{number}/{len(chosen)} {mutant.name}: {mutant.breaks}")
-        result = runs.run(trees.for_run(base, mutant), settings, selection(mutant, chosen, args.full),
+        result = runs.run(trees.for_run(base, mutant), settings, selection(mutant, chosen, args.full, args.claimed),
                           folder / mutant.name, f"Mutant {mutant.name}", report.passed_tests(baseline), mutant.claims)
         verdict = report.judge(mutant, result, baseline)
         verdicts.append(verdict)

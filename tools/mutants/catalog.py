@@ -4,8 +4,9 @@ to check.
 An edit names a file of the source tree, a text that must occur there exactly once and its replacement; when the
 upstream text moved the harness stops before running anything (``trees.MutationError``). ``select`` are the robot tag
 patterns of the tests run against the mutant (besides preflight and install, which every run needs), ``claims`` the
-test IDs the suite's documentation says should catch it. A mutant is "killed" by a selected test that passes on the
-unmutated source and fails on the mutant.
+test IDs the suite's documentation says should catch it (HAMI-E2E-7xx: the guards of suites/70__mutant_guards.robot,
+added because nothing else caught the mutant). A mutant is "killed" by a selected test that passes on the unmutated
+source and fails on the mutant.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "gets less than it asked for.",
         (Edit(NVIDIA, "memreq = dev.Totalmem * k.MemPercentagereq / 100",
               "memreq = (dev.Totalmem - dev.Usedmem) * k.MemPercentagereq / 100"),),
-        ("feature:vgpu-pods", "feature:isolation"), ("HAMI-E2E-101", "HAMI-E2E-402"),
+        ("feature:vgpu-pods", "feature:isolation"), ("HAMI-E2E-700",),
     ),
     Mutant(
         "fit-ignores-gpu-type", HAMI, "filter",
@@ -209,7 +210,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "HAMi-core's cuMemGetInfo hook no longer caps the total at the limit: CUDA programs (PyTorch's "
         "mem_get_info) see the whole card as total memory.",
         (Edit("src/cuda/memory.c", "*total = actual_limit;", "(void)actual_limit;"),),
-        ("feature:isolation",), (),
+        ("feature:isolation",), ("HAMI-E2E-701",),
     ),
 )
 

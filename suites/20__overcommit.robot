@@ -56,14 +56,14 @@ Exclusive Pod Cannot Join A Used GPU
 
 Pending Pod Starts Once The Blocking Pod Is Deleted
     [Documentation]    Deleting the pod that holds all cores of a GPU releases them: the waiting pod is then
-    ...    scheduled onto that GPU and runs.
+    ...    scheduled onto that GPU and runs (the report warns when that took kube-scheduler's periodic retry).
     [Tags]    HAMI-E2E-205    smoke
     ${uuid} =    First GPU Of Node    ${GPU_NODES}[0]
     Start GPU Pod    holder    gpumem=1000    gpucores=100    use_gpu_uuid=${uuid}
     Create GPU Pod    waiter    gpumem=1000    gpucores=50    use_gpu_uuid=${uuid}
     Pod Should Stay Pending Because Of    waiter    CardInsufficientCore
     Delete Pod    holder    timeout=${POD_DELETE_TIMEOUT}
-    Wait Until Pod Is Running    waiter    timeout=${POD_START_TIMEOUT}
+    Wait Until Refused Pod Is Running    waiter
     Pod Should Run On GPU    waiter    ${uuid}
 
 Split Count Limits The Pods On One GPU

@@ -188,21 +188,21 @@ def test_every_sandbox_socket_is_on_loopback(sandbox):
     assert netcheck.violations(pids()) == []
 
 
-def test_a_taken_port_fails_fast_and_names_the_port(tmp_path: Path):
+def test_a_taken_port_fails_fast_and_names_the_port(short_tmp: Path):
     offset = TEST_PORT_OFFSET + 1000
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 32379 + offset))
         blocker.listen()
         started = time.monotonic()
         result = sandbox_cli("up", env=sandbox_env(HAMI_E2E_PORT_OFFSET=str(offset),
-                                                   HAMI_E2E_SANDBOX_DIR=str(tmp_path / "run")))
+                                                   HAMI_E2E_SANDBOX_DIR=str(short_tmp / "run")))
     assert result.returncode == 2
     assert f"port 127.0.0.1:{32379 + offset} is already in use" in result.stderr
     assert time.monotonic() - started < 30
 
 
-def test_a_component_that_dies_on_start_is_named_with_its_log(tmp_path: Path):
-    run = tmp_path / "run"
+def test_a_component_that_dies_on_start_is_named_with_its_log(short_tmp: Path):
+    run = short_tmp / "run"
     run.mkdir()
     (run / "etcd").write_text("a file where etcd wants its data directory")
     started = time.monotonic()
@@ -213,8 +213,8 @@ def test_a_component_that_dies_on_start_is_named_with_its_log(tmp_path: Path):
     assert time.monotonic() - started < 30
 
 
-def test_concurrent_ups_start_one_sandbox(tmp_path: Path):
-    env = sandbox_env(HAMI_E2E_PORT_OFFSET=str(TEST_PORT_OFFSET + 3000), HAMI_E2E_SANDBOX_DIR=str(tmp_path / "run"))
+def test_concurrent_ups_start_one_sandbox(short_tmp: Path):
+    env = sandbox_env(HAMI_E2E_PORT_OFFSET=str(TEST_PORT_OFFSET + 3000), HAMI_E2E_SANDBOX_DIR=str(short_tmp / "run"))
     command = [sys.executable, "-m", "sandbox", "up"]
     first, second = (subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True) for _ in "12")
     try:

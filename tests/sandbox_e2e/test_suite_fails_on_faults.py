@@ -16,19 +16,23 @@ from pathlib import Path
 import pytest
 from robot.api import ExecutionResult
 
-from .conftest import REPO, TEST_PORT_OFFSET
+from .conftest import REPO, TEST_PORT_OFFSET, short_folder
 
 OFFSET = str(TEST_PORT_OFFSET + 5000)
 
 
 @pytest.fixture(scope="module")
-def faulty_env(tmp_path_factory):
-    run = tmp_path_factory.mktemp("faults") / "run"
-    env = {**os.environ, "HAMI_E2E_PORT_OFFSET": OFFSET, "HAMI_E2E_SANDBOX_DIR": str(run)}
-    started = subprocess.run([sys.executable, "-m", "sandbox", "up"], cwd=REPO, env=env, capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    yield env, run
-    subprocess.run([sys.executable, "-m", "sandbox", "down"], cwd=REPO, env=env, capture_output=True)
+def faulty_env():
+    with short_folder() as folder:
+        run = folder / "run"
+        env = {**os.environ, "HAMI_E2E_PORT_OFFSET": OFFSET, "HAMI_E2E_SANDBOX_DIR": str(run)}
+        started = subprocess.run([sys.executable, "-m", "sandbox", "up"], cwd=REPO, env=env, capture_output=True,
+                                 text=True)
+        try:
+            assert started.returncode == 0, started.stderr
+            yield env, run
+        finally:
+            subprocess.run([sys.executable, "-m", "sandbox", "down"], cwd=REPO, env=env, capture_output=True)
 
 
 def run_suite(env: dict[str, str], out: Path, *options: str) -> dict[str, tuple[str, str]]:

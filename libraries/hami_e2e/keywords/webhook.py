@@ -111,12 +111,14 @@ class WebhookKeywords(LibraryComponent):
         asking for one GPU comes back with ``schedulerName`` set to HAMi's scheduler.
 
         A ready endpoint is not enough: until the Service routes to the new scheduler pod the webhook fails open
-        (``failurePolicy: Ignore``) and a GPU pod created then bypasses HAMi for good. Nothing is created.
+        (``failurePolicy: Ignore``) and a GPU pod created then bypasses HAMi for good. Nothing is created. The
+        dry run goes to the test namespace, or to ``default`` when there is none or it is already being deleted
+        (in a test teardown after the cleanup).
 
         Example:
         | `Wait Until HAMi Webhook Answers`    timeout=1 min
         """
-        namespace = self.ctx.namespace or "default"
+        namespace = self._probe_namespace()
         body = {
             "metadata": {"generateName": "hami-e2e-webhook-probe-"},
             "spec": {
@@ -147,3 +149,18 @@ class WebhookKeywords(LibraryComponent):
             f"HAMi's webhook mutating a dry-run GPU pod in namespace {namespace}",
             message=message,
         )
+
+    def _probe_namespace(self) -> str:
+        """The test namespace while it exists and is not being deleted, else ``default``."""
+        from kubernetes.client.exceptions import ApiException
+
+        name = self.ctx.namespace
+        if not name:
+            return "default"
+        try:
+            namespace = self.ctx.core.read_namespace(name)
+        except ApiException as error:
+            if error.status == 404:
+                return "default"
+            raise
+        return "default" if namespace.metadata.deletion_timestamp else name

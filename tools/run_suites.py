@@ -136,8 +136,8 @@ def _finish(inv: Invocation, run_dir: Path, rc: int, root: Path | None = None) -
 
 def _common_args(record: dict, strict_known_bugs: bool = False) -> list[str]:
     """Options every robot pass gets: ``libraries/`` on the module search path (so suites can write
-    ``Library    HamiLibrary``), the suite's git commit as metadata (peer row F4; the suites themselves
-    record cluster, HAMi and driver versions) and the run's ``--skiponfailure`` patterns (peer row G6: a
+    ``Library    HamiLibrary``), the suite's git commit as metadata (the suites themselves
+    record cluster, HAMi and driver versions) and the run's ``--skiponfailure`` patterns (a
     failing ``known-bug:<issue>`` test is a SKIP with its failure message), unless ``strict_known_bugs``."""
     args = ["--pythonpath", str(LIBRARIES_DIR),
             # One statistics row per test ID would bury the feature and hardware tags testers filter by.

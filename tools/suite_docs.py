@@ -1,4 +1,5 @@
-"""Keyword docs (libdoc) and a test catalogue (testdoc) written into each run folder (peer row G9)."""
+"""Keyword docs (libdoc) and a test catalogue (testdoc) written into each run folder, so a report always ships
+the docs of the keywords and tests it ran."""
 
 from __future__ import annotations
 

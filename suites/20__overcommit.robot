@@ -56,7 +56,10 @@ Exclusive Pod Cannot Join A Used GPU
 
 Pending Pod Starts Once The Blocking Pod Is Deleted
     [Documentation]    Deleting the pod that holds all cores of a GPU releases them: the waiting pod is then
-    ...    scheduled onto that GPU and runs (the report warns when that took kube-scheduler's periodic retry).
+    ...    scheduled onto that GPU and runs. HAMi finding (2.10.0): kube-scheduler retries the waiting pod the
+    ...    moment it sees the deletion, and HAMi's filter may answer before its own informer has dropped the deleted
+    ...    pod (seen: retry at +0 ms refused with CardInsufficientCore, "Pod deleted, cleaning up cache" at +33 ms);
+    ...    the pod then waits for kube-scheduler's periodic retry (4.5 min). The report warns when that happened.
     [Tags]    HAMI-E2E-205    smoke
     ${uuid} =    First GPU Of Node    ${GPU_NODES}[0]
     Start GPU Pod    holder    gpumem=1000    gpucores=100    use_gpu_uuid=${uuid}

@@ -1,6 +1,6 @@
 """GPU twin benchmark (issue 9): prints figures, asserts nothing.
 
-    .venv/bin/python -m tools.bench_twin [--pods 20] [--installs 3] [--cold]
+    .venv/bin/python -m tools.bench.twin [--pods 20] [--installs 3] [--cold]
 
 - HAMi build: the cold figures recorded in each cached build's build.json (seconds per program, module download);
   ``--cold`` also builds the 2.10.0 archive now into a throwaway cache with an empty Go build cache (the module cache
@@ -31,7 +31,7 @@ from typing import Any
 from sandbox import twin
 from sandbox.hami import build as hami_build
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = Path("/tmp/hami-e2e-twin-bench")
 # 11000: no port of it meets one of the offsets the tests use (0-4000, 6000, 7000); a chart repository port is the
 # etcd peer port of the sandbox 2000 below.

@@ -1,7 +1,7 @@
 """GPU twin benchmark (issue 10's figures): the build of the simulated GPU pieces and the round trip of ``kubectl
 exec`` into a GPU pod through the API server.
 
-    .venv/bin/python -m tools.bench_gpu_pods [--rounds 30] [--pods 5] [--cold]
+    .venv/bin/python -m tools.bench.gpu_pods [--rounds 30] [--pods 5] [--cold]
 
 Run it from the repository root (``-m``: it imports the ``sandbox`` package). Figures printed:
 
@@ -32,7 +32,7 @@ from typing import Any
 from sandbox.gpu import ensure_all
 from sandbox.gpu.headers import ensure_headers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = Path("/tmp/gpu-pods-bench-sandbox")
 ENV = {**os.environ, "HAMI_E2E_PORT_OFFSET": "6000", "HAMI_E2E_SANDBOX_DIR": str(RUN_DIR)}
 NAMESPACE = "bench"

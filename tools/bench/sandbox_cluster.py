@@ -1,7 +1,7 @@
 """Sandbox benchmark: prints build, up, down and pod-start times (targets: warm up <= 20 s, down <= 5 s,
 cold build <= 25 min on 2 cores).
 
-    .venv/bin/python tools/bench_sandbox.py [--rounds 3] [--pods 10] [--cold]
+    .venv/bin/python -m tools.bench.sandbox_cluster [--rounds 3] [--pods 10] [--cold]
 
 It runs its own sandbox on shifted ports (a user's sandbox keeps running). ``--cold`` also builds every binary
 from scratch in a throwaway Go build cache (about 10 minutes on 2 cores); without it the cold figure is the one
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sandbox import build
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 RUN_DIR = Path("/tmp/hami-e2e-sandbox-bench")
 ENV = {**os.environ, "HAMI_E2E_PORT_OFFSET": "3000", "HAMI_E2E_SANDBOX_DIR": str(RUN_DIR)}

@@ -92,6 +92,15 @@ def test_a_kill_is_a_baseline_pass_that_fails_twice() -> None:
     assert verdict.failed == ["HAMI-E2E-015", "HAMI-E2E-202", "HAMI-E2E-221"]   # 221 fails on the baseline too
 
 
+def test_a_suspect_skipped_because_the_confirmations_preflight_caught_the_mutant_counts_as_failed_again() -> None:
+    baseline = _run("baseline", {"HAMI-E2E-000": "PASS", "HAMI-E2E-013": "PASS"})
+    mutant = _run("m", {"HAMI-E2E-000": "PASS", "HAMI-E2E-013": "FAIL"}, {"HAMI-E2E-000": "FAIL", "HAMI-E2E-013": "SKIP"})
+    assert report.judge(MUTANT, mutant, baseline).killed_by == ["HAMI-E2E-013"]
+    skipped_otherwise = _run("m", {"HAMI-E2E-000": "PASS", "HAMI-E2E-013": "FAIL"},
+                             {"HAMI-E2E-000": "PASS", "HAMI-E2E-013": "SKIP"})
+    assert report.judge(MUTANT, skipped_otherwise, baseline).status == "survived"
+
+
 def test_failures_beyond_the_confirmation_run_are_listed_as_unchecked() -> None:
     baseline = _run("baseline", {"HAMI-E2E-100": "PASS", "HAMI-E2E-101": "PASS"})
     verdict = report.judge(MUTANT, _run("m", {"HAMI-E2E-100": "FAIL", "HAMI-E2E-101": "FAIL"},

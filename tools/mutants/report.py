@@ -29,16 +29,31 @@ class Verdict:
     messages: dict[str, str] = field(default_factory=dict)  # failure message per killing test (shortened)
 
 
+PREFLIGHT = "HAMI-E2E-000"
+
+
 def passed_tests(run: RunResult) -> set[str]:
     return {test for test, outcome in run.tests.items() if outcome.status == "PASS"}
 
 
 def judge(mutant: Mutant, run: RunResult, baseline: RunResult) -> Verdict:
     """Killed by the tests that pass on the baseline and fail on the mutant twice (run and confirmation); baseline
-    passes that failed once and were not run again are listed as unchecked."""
+    passes that failed once and were not run again are listed as unchecked.
+
+    In the confirmation run HAMi is already installed, so the preflight (HAMI-E2E-000) checks what HAMi registered
+    and may fail first, naming the mutant's effect, and every later test skips: a suspect skipped that way counts as
+    failed again when the preflight passes on the baseline."""
     failed = sorted(test for test, outcome in run.tests.items() if outcome.status == "FAIL")
-    suspects = [test for test in failed if test in passed_tests(baseline)]
-    killed_by = [test for test in suspects if test in run.confirmation and run.confirmation[test].status == "FAIL"]
+    baseline_passed = passed_tests(baseline)
+    suspects = [test for test in failed if test in baseline_passed]
+    preflight = run.confirmation.get(PREFLIGHT)
+    preflight_caught = PREFLIGHT in baseline_passed and preflight is not None and preflight.status == "FAIL"
+
+    def failed_again(test: str) -> bool:
+        outcome = run.confirmation.get(test)
+        return outcome is not None and (outcome.status == "FAIL" or (outcome.status == "SKIP" and preflight_caught))
+
+    killed_by = [test for test in suspects if failed_again(test)]
     status = "error" if run.error else "killed" if killed_by else "survived"
     return Verdict(
         mutant=mutant.name, area=mutant.area, breaks=mutant.breaks, status=status, killed_by=killed_by,

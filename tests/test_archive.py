@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from robot.api import ExecutionResult
 
 import archive
 import index_page
@@ -225,6 +226,33 @@ def test_pabot_runs_serial_tags_in_their_own_pass(tmp_path):
         assert (run_dir / name).is_file(), name
     assert counts_in(index_row(root, run_dir)) == [3, 0, 0, 3]
     assert not (tmp_path / ".pabotsuitenames").exists()
+
+
+INSTALL_SUITE = """\
+*** Test Cases ***
+Install Test
+    [Documentation]    Stands for HAMi's installation, which every other suite needs.
+    [Tags]    HAMI-E2E-010    disruptive
+    Log    installed
+"""
+
+
+def test_pabot_runs_the_preflight_and_install_suites_before_everything_else(tmp_path):
+    write(tmp_path / "suite" / "01__install.robot", INSTALL_SUITE)
+    write(tmp_path / "suite" / "serial.robot", SERIAL_SUITE)
+    root = tmp_path / "results"
+    done = run_suites("--results-root", str(root), "--release", "par", "--no-docs", "--pabot", "2",
+                      "--no-pabotlib", "suite", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "first pass (Preflight, Install): 1 test(s); pabot pass: 2 test(s); serial pass" in done.stdout
+    run_dir = only_run_dir(root, "par")
+    first = list(ExecutionResult(str(run_dir / "first.xml")).suite.all_tests)
+    later = [*ExecutionResult(str(run_dir / "parallel.xml")).suite.all_tests,
+             *ExecutionResult(str(run_dir / "serial.xml")).suite.all_tests]
+    assert [test.name for test in first] == ["Install Test"]
+    assert "Install Test" not in [test.name for test in later]
+    assert max(test.end_time for test in first) <= min(test.start_time for test in later)
+    assert counts_in(index_row(root, run_dir)) == [4, 0, 0, 4]
 
 
 def test_release_precedence_follows_robot(tmp_path):

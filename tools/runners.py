@@ -1,4 +1,5 @@
-"""How a run executes: one robot pass, or pabot for parallel tests plus one serial robot pass, then rebot.
+"""How a run executes: one robot pass, or (with pabot) a first robot pass for the preflight and the install, pabot
+for the parallel tests and one serial robot pass, then rebot.
 
 Every command runs as a subprocess of this venv's Python, so a run is exactly what ``robot`` / ``pabot`` /
 ``rebot`` would do from the command line, with the archive's output options put in front.
@@ -19,6 +20,10 @@ from robot_args import parse_robot_options
 
 PYTHON = sys.executable
 RC_DATA_ERROR = 252  # robot: invalid data or options, or no tests matched the selection
+#: Suites a parallel run runs first, on their own and in order: the preflight verdict and HAMi's installation, which
+#: every other suite tests. Their test IDs (``FIRST_IDS``) keep them out of the later passes.
+FIRST_SUITES = ("Preflight", "Install")
+FIRST_IDS = ("HAMI-E2E-00?", "HAMI-E2E-01?")
 
 
 def outputs(run_dir: Path, output: str = "output.xml", final: bool = True) -> list[str]:
@@ -52,20 +57,31 @@ def run_robot(run_dir: Path, extra: list[str], robot_argv: list[str]) -> int:
 
 def run_pabot(run_dir: Path, processes: int, split: str, serial_tags: list[str], pabot_args: list[str],
               extra: list[str], robot_argv: list[str]) -> int:
-    """Parallel pass (pabot) for tests without a serial tag, serial pass (robot) for the rest, then merge.
+    """A first robot pass for the suites everything else needs (``FIRST_SUITES``: the preflight and HAMi's
+    installation), a parallel pass (pabot) for the tests without a serial tag, a serial pass (robot) for the rest,
+    then merge.
 
-    A pass that would select no tests is left out (robot refuses to run an empty selection); when neither
-    selects anything, a plain robot run reports the selection error as usual.
+    A pass that would select no tests is left out (robot refuses to run an empty selection); when none selects
+    anything, a plain robot run reports the selection error as usual.
     """
-    parallel_select = [arg for tag in serial_tags for arg in ("--exclude", tag)]
-    serial_select = ["--exclude", "NOT " + " NOT ".join(serial_tags)]
+    first_select = [arg for name in FIRST_SUITES for arg in ("--suite", name)]
+    after_first = [arg for pattern in FIRST_IDS for arg in ("--exclude", pattern)]
+    parallel_select = [*after_first, *(arg for tag in serial_tags for arg in ("--exclude", tag))]
+    serial_select = [*after_first, "--exclude", "NOT " + " NOT ".join(serial_tags)]
+    n_first = selected_tests([*first_select, *robot_argv])
     n_parallel = selected_tests([*parallel_select, *robot_argv])
     n_serial = selected_tests([*serial_select, *robot_argv])
-    print(f"[ run_suites ] pabot pass: {_count(n_parallel)} test(s); serial pass "
-          f"(tags {', '.join(serial_tags)}): {_count(n_serial)} test(s)", flush=True)
-    if n_parallel == 0 and n_serial == 0:
+    print(f"[ run_suites ] first pass ({', '.join(FIRST_SUITES)}): {_count(n_first)} test(s); pabot pass: "
+          f"{_count(n_parallel)} test(s); serial pass (tags {', '.join(serial_tags)}): {_count(n_serial)} test(s)",
+          flush=True)
+    if n_first == 0 and n_parallel == 0 and n_serial == 0:
         return run_robot(run_dir, extra, robot_argv)
     passes: list[tuple[Path, int]] = []
+    if n_first != 0:
+        output = run_dir / "first.xml"
+        rc = call([PYTHON, "-m", "robot", *outputs(run_dir, output.name, final=False), *extra, *first_select,
+                   *robot_argv])
+        passes.append((output, rc))
     if n_parallel != 0:
         output = run_dir / "parallel.xml"
         rc = _pabot_pass(run_dir, output, processes, split, pabot_args, [*extra, *parallel_select], robot_argv)

@@ -18,6 +18,8 @@ from robot.errors import DataError
 from robot.running import TestSuiteBuilder
 from robot_args import parse_robot_options
 
+from hami_e2e.core.ownership import RUN_ID_ENV, RunLock, new_run_id
+
 PYTHON = sys.executable
 RC_DATA_ERROR = 252  # robot: invalid data or options, or no tests matched the selection
 #: Suites a parallel run runs first, on their own and in order: the preflight verdict and HAMi's installation, which
@@ -76,21 +78,33 @@ def run_pabot(run_dir: Path, processes: int, split: str, serial_tags: list[str],
           flush=True)
     if n_first == 0 and n_parallel == 0 and n_serial == 0:
         return run_robot(run_dir, extra, robot_argv)
+    # One run in several robot processes: they share the run id and this process holds the run's lock, so no pass
+    # takes what an earlier one installed for an ended run's leftovers; HAMi installed by the first pass stays for
+    # the later ones (the uninstall suite, in the serial pass, removes it; without it the next run's preflight does).
+    lock = RunLock(new_run_id())
+    lock.acquire()
+    os.environ[RUN_ID_ENV] = lock.run_id
+    keep_hami = ["--variable", "HAMI_UNINSTALL_AFTER:never"]
     passes: list[tuple[Path, int]] = []
-    if n_first != 0:
-        output = run_dir / "first.xml"
-        rc = call([PYTHON, "-m", "robot", *outputs(run_dir, output.name, final=False), *extra, *first_select,
-                   *robot_argv])
-        passes.append((output, rc))
-    if n_parallel != 0:
-        output = run_dir / "parallel.xml"
-        rc = _pabot_pass(run_dir, output, processes, split, pabot_args, [*extra, *parallel_select], robot_argv)
-        passes.append((output, rc))
-    if n_serial != 0:
-        output = run_dir / "serial.xml"
-        rc = call([PYTHON, "-m", "robot", *outputs(run_dir, output.name, final=False), *extra, *serial_select,
-                   *robot_argv])
-        passes.append((output, rc))
+    try:
+        if n_first != 0:
+            output = run_dir / "first.xml"
+            rc = call([PYTHON, "-m", "robot", *outputs(run_dir, output.name, final=False), *extra, *keep_hami,
+                       *first_select, *robot_argv])
+            passes.append((output, rc))
+        if n_parallel != 0:
+            output = run_dir / "parallel.xml"
+            rc = _pabot_pass(run_dir, output, processes, split, pabot_args,
+                             [*extra, *keep_hami, *parallel_select], robot_argv)
+            passes.append((output, rc))
+        if n_serial != 0:
+            output = run_dir / "serial.xml"
+            rc = call([PYTHON, "-m", "robot", *outputs(run_dir, output.name, final=False), *extra,
+                       *keep_hami, *serial_select, *robot_argv])
+            passes.append((output, rc))
+    finally:
+        del os.environ[RUN_ID_ENV]
+        lock.release()
     produced = [output for output, _ in passes if output.is_file()]
     rc = merge(run_dir, produced) if produced else RC_DATA_ERROR
     errors = [pass_rc for output, pass_rc in passes if pass_rc > 250 or not output.is_file()]

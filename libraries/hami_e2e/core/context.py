@@ -13,7 +13,7 @@ from robot.api import logger
 
 from .commands import CommandResult, run_command
 from .errors import is_stop_signal
-from .ownership import RunLock, new_run_id, ownership_labels
+from .ownership import RUN_ID_ENV, RunLock, ownership_labels, run_id_from_environment
 
 #: The Kubernetes clients a `Context` builds on first use (cached properties), dropped by `Context.connect`.
 _CLIENTS = ("api_client", "core", "apps", "admission", "discovery", "version_api")
@@ -115,7 +115,7 @@ class Context:
     #: The run's preflight verdict (`hami_e2e.core.preflight.Verdict`), once `Run Preflight` gave it.
     preflight: Any = None
     #: Names this execution on everything it creates (`ownership`).
-    run_id: str = field(default_factory=new_run_id)
+    run_id: str = field(default_factory=run_id_from_environment)
     run_lock: RunLock | None = None
     #: What the sandbox loaded (its hami.json) when the target is the sandbox.
     sandbox_hami: dict[str, Any] | None = None
@@ -191,8 +191,9 @@ class Context:
         return args
 
     def claim_run(self) -> None:
-        """Takes the run's lock (once), so later runs leave this run's objects alone while it runs."""
-        if self.run_lock is not None:
+        """Takes the run's lock (once), so later runs leave this run's objects alone while it runs; a run whose id a
+        wrapper handed down (``HAMI_E2E_RUN_ID``) is one pass of several, and the wrapper holds the lock."""
+        if self.run_lock is not None or os.environ.get(RUN_ID_ENV) == self.run_id:
             return
         self.run_lock = RunLock(self.run_id)
         try:

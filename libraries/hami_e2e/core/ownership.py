@@ -32,6 +32,9 @@ MANAGED_BY = "hami-e2e"
 RUN_LABEL = "hami-e2e/run"
 NODE_CHANGES_ANNOTATION = "hami-e2e/changes"
 RUNS_DIR_ENV = "HAMI_E2E_RUNS_DIR"
+#: Set by a wrapper that runs one run as several robot processes (``tools/run_suites.py --pabot``): the run id they
+#: share; the wrapper holds the run's lock for them.
+RUN_ID_ENV = "HAMI_E2E_RUN_ID"
 #: A label selector for everything a hami-e2e run made.
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
@@ -48,6 +51,11 @@ def new_run_id(now: datetime | None = None, pid: int | None = None) -> str:
     """``<UTC start>-<host>-<pid>``, e.g. ``20261127T043200Z-build-7-12345``."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{host_name()}-{os.getpid() if pid is None else pid}"
+
+
+def run_id_from_environment() -> str:
+    """The run id a wrapper handed down in ``HAMI_E2E_RUN_ID``, else a new one."""
+    return os.environ.get(RUN_ID_ENV) or new_run_id()
 
 
 def runs_dir() -> Path:

@@ -9,7 +9,7 @@ Suite Teardown    Finish Suite
 Test Setup        Start Test In Own Namespace
 Test Teardown     End Test And Clean Up
 
-Test Tags         needs-hami    nvidia    feature:scheduling
+Test Tags         needs-hami    nvidia    feature:scheduling    needs-idle-gpus
 
 
 *** Test Cases ***

@@ -10,7 +10,7 @@ Suite Teardown    Finish Suite
 Test Setup        Start Test In Own Namespace
 Test Teardown     End Test And Clean Up
 
-Test Tags         needs-hami    nvidia    feature:device-selection
+Test Tags         needs-hami    nvidia    feature:device-selection    needs-idle-gpus
 
 
 *** Test Cases ***

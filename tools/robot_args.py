@@ -19,7 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SUITES = REPO_ROOT / "suites"
 DEFAULT_VARIABLE_FILE = REPO_ROOT / "variables" / "sandbox.yaml"
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results"
-DEFAULT_SERIAL_TAGS = ("disruptive",)
+#: Tests pabot never runs in parallel: those that restart shared parts, and those whose verdict needs GPUs no other
+#: test uses (placement, over-commit, pinning).
+DEFAULT_SERIAL_TAGS = ("disruptive", "needs-idle-gpus")
 KNOWN_BUG_TAGS = "known-bug:*"  # robot --skiponfailure pattern: a known bug that fails is reported as SKIP
 
 # Robot options that decide where outputs go: the archive owns them.

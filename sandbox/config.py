@@ -70,7 +70,11 @@ PORT_OFFSET = int(os.environ.get("HAMI_E2E_PORT_OFFSET", "0"))
 
 
 def _ports() -> Ports:
-    return Ports(*(base + PORT_OFFSET for base in (32379, 32380, 36443, 30257, 30259, 30250)))
+    # Every port is odd, and offsets are multiples of 1000: most of these ports lie in Linux's ephemeral range
+    # (32768-60999), and connect() takes even source ports first (it moves to odd ones only when no even port is
+    # left), so a client connection to 127.0.0.1 does not hold one of them while a sandbox starts. An even kwok port
+    # (35250 at offset 5000) was once taken that way in CI, and `sandbox up` failed with "port already in use".
+    return Ports(*(base + PORT_OFFSET for base in (32379, 32381, 36443, 30257, 30259, 30251)))
 
 
 PORTS = _ports()

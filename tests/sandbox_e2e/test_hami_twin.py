@@ -34,8 +34,7 @@ from sandbox.hami import source as hami_source
 
 from .conftest import REPO, sandbox_cli
 
-# Not the conftest's offset 1000: the sandbox's chart repository port (30380 + offset) is the etcd peer port
-# (32380 + offset) of a sandbox 2000 below, so offset 3000 collides with the session's test sandbox.
+# Not the conftest's offset 1000: that sandbox runs beside this one for the whole session.
 RUN_DIR = Path("/tmp/twin-test-sandbox")
 PORT_OFFSET = 7000
 ENV = {**os.environ, "HAMI_E2E_SANDBOX_DIR": str(RUN_DIR), "HAMI_E2E_PORT_OFFSET": str(PORT_OFFSET)}

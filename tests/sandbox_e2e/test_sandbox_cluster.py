@@ -238,6 +238,6 @@ def test_down_leaves_no_process_no_listener_and_no_files(sandbox):
     assert result.returncode == 0
     assert not [pid for pid in running if alive(pid)], "a sandbox process outlived down"
     assert not TEST_RUN_DIR.exists()
-    for port in (32379, 32380, 36443, 30257, 30259, 30250):
+    for port in (32379, 32381, 36443, 30257, 30259, 30251):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port + TEST_PORT_OFFSET)) != 0, f"something listens on {port}"

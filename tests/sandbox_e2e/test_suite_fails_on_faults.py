@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from robot.api import ExecutionResult
 
+from sandbox import tools, twin
+
 from .conftest import REPO, TEST_PORT_OFFSET, short_folder
 
 OFFSET = str(TEST_PORT_OFFSET + 5000)
@@ -101,8 +103,12 @@ def test_an_unreachable_api_server_fails_the_preflight_once_and_skips_the_rest(f
 def test_pods_that_never_start_fail_the_plain_pod_check(faulty_env, tmp_path):
     env, run = faulty_env
     os.kill(int((run / "pids" / "kwok.pid").read_text().split()[0]), signal.SIGTERM)  # a process this test started
-    # As a cluster target: for a sandbox target the suite would restart the half-dead sandbox and pass.
-    options = ["--variable", "TARGET:cluster", "--variable", f"KUBECONFIG:{run / 'kubeconfig'}"]
+    # As a cluster target: for a sandbox target the suite would restart the half-dead sandbox and pass. A cluster
+    # target takes helm from PATH and the chart repository from the variables: the sandbox's are named, as a tester
+    # would name theirs.
+    options = ["--variable", "TARGET:cluster", "--variable", f"KUBECONFIG:{run / 'kubeconfig'}",
+               "--variable", f"HELM_BINARY:{tools.ensure_tools().helm}",
+               "--variable", f"HAMI_CHART_REPO_URL:{twin.read_info(run)['chart_repo']}"]
     status, message = run_suite(env, tmp_path, *options)["HAMI-E2E-004"]
     assert status == "FAIL"
     assert "Running" in message and "Pending" in message, message

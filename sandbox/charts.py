@@ -16,7 +16,7 @@ from . import config
 from .errors import SandboxError
 from .processes import Component
 
-BASE_PORT = 30391   # odd like every sandbox port (see config._ports); its last three digits differ from every other
+BASE_PORT = 30391   # odd like every sandbox port (see config.BASE_PORTS); its last three digits differ from every other
                     # sandbox port's, so offsets of 1000s never collide
 
 

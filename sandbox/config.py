@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from .errors import SandboxError
@@ -69,12 +69,16 @@ class Ports:
 PORT_OFFSET = int(os.environ.get("HAMI_E2E_PORT_OFFSET", "0"))
 
 
+#: The ports at offset 0. Every one is odd, and offsets are multiples of 1000: most of these ports lie in Linux's
+#: ephemeral range (32768-60999), and connect() takes even source ports first (it moves to odd ones only when no even
+#: port is left), so a client connection to 127.0.0.1 does not hold one of them while a sandbox starts. An even kwok
+#: port (35250 at offset 5000) was once taken that way in CI, and `sandbox up` failed with "port already in use".
+BASE_PORTS = Ports(etcd_client=32379, etcd_peer=32381, apiserver=36443, controller_manager=30257, scheduler=30259,
+                   kwok=30251)
+
+
 def _ports() -> Ports:
-    # Every port is odd, and offsets are multiples of 1000: most of these ports lie in Linux's ephemeral range
-    # (32768-60999), and connect() takes even source ports first (it moves to odd ones only when no even port is
-    # left), so a client connection to 127.0.0.1 does not hold one of them while a sandbox starts. An even kwok port
-    # (35250 at offset 5000) was once taken that way in CI, and `sandbox up` failed with "port already in use".
-    return Ports(*(base + PORT_OFFSET for base in (32379, 32381, 36443, 30257, 30259, 30251)))
+    return Ports(*(base + PORT_OFFSET for base in astuple(BASE_PORTS)))
 
 
 PORTS = _ports()

@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import astuple
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from sandbox import config, netcheck, topology
+from sandbox import charts, config, netcheck, topology
 
 from .conftest import REPO, TEST_PORT_OFFSET, TEST_RUN_DIR, sandbox_cli, sandbox_env
 
@@ -238,6 +239,6 @@ def test_down_leaves_no_process_no_listener_and_no_files(sandbox):
     assert result.returncode == 0
     assert not [pid for pid in running if alive(pid)], "a sandbox process outlived down"
     assert not TEST_RUN_DIR.exists()
-    for port in (32379, 32381, 36443, 30257, 30259, 30251):
+    for port in (*astuple(config.BASE_PORTS), charts.BASE_PORT):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port + TEST_PORT_OFFSET)) != 0, f"something listens on {port}"
